@@ -1,0 +1,69 @@
+"""`cnnbench <command> [hydra overrides]` — each command is a Hydra app over conf/.
+
+Thin by design: pick the command, hand the rest of the command line to Hydra, turn known
+user errors into one line and a non-zero exit.
+"""
+from __future__ import annotations
+
+import cnnbench.runtime as _runtime  # noqa: F401  (records the process start time first)
+
+import os
+import sys
+from pathlib import Path
+
+COMMANDS = {
+    "train": "train a model (Hydra groups: model, data, optimizer, schedule, augmentation, hardware, logger, experiment)",
+    "eval": "evaluate a checkpoint on a dataset split (ckpt_path=…, crops=1), writes eval.json",
+    "profile": "parameters and multiply-adds of a model at its input size, beside the paper's numbers",
+    "predict": "top-5 classes of one image from a checkpoint (ckpt_path=… image=…)",
+}
+ENV_COMMAND = "CNNBENCH_COMMAND"
+
+
+def conf_dir() -> str:
+    env = os.environ.get("CNNBENCH_CONF")
+    if env:
+        return str(Path(env).absolute())
+    return str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: cnnbench <command> [hydra overrides…]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()]
+    lines += ["", "`cnnbench <command> --help` shows the config groups and options; `--cfg job` prints the",
+              "composed config; `-m` runs a sweep (e.g. `cnnbench train -m optimizer.lr=0.1,0.05`)."]
+    return "\n".join(lines)
+
+
+def _run(command: str) -> None:
+    import hydra
+    from omegaconf import DictConfig
+
+    def task(cfg: DictConfig) -> None:
+        from cnnbench.errors import run_guarded
+
+        run_guarded(command, cfg)
+
+    task.__name__ = command
+    hydra.main(version_base="1.3", config_path=conf_dir(), config_name=command)(task)()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        sys.exit(0 if args else 2)
+    command = args[0]
+    if command not in COMMANDS:
+        print(f"cnnbench: unknown command {command!r}; valid commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        sys.exit(2)
+    sys.argv = [sys.argv[0], *args[1:]]  # Hydra parses the rest of the line
+    try:
+        _run(command)
+    finally:
+        sys.argv = [sys.argv[0], command, *sys.argv[1:]]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,268 @@
+"""The LightningDataModule: one dataset config (`conf/data/`) + one augmentation config in, loaders out.
+
+Determinism: the training sampler yields `epoch·N + index`, and every sample's augmentation is seeded
+from (seed, epoch, index). The images a run sees therefore depend only on the seed — not on the number
+of workers, the process count, or where a run was resumed.
+"""
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from cnnbench.data.sources import Source, Split, load_source
+from cnnbench.data.transforms import eval_transform, train_transform
+from cnnbench.models import model_info
+
+
+class ImageSizeError(ValueError):
+    pass
+
+
+def _sample_seed(seed: int, epoch: int, index: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+
+
+def load_image_file(path: str) -> np.ndarray:
+    """Any image file → uint8 HWC RGB (gray, palette, RGBA, CMYK and 16-bit modes converted)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            arr = np.asarray(im, dtype=np.float64)
+            arr = np.clip(arr / (257.0 if arr.max() > 255 else 1.0), 0, 255).astype(np.uint8)
+            return np.repeat(arr[..., None], 3, axis=2)
+        return np.asarray(im.convert("RGB"))
+
+
+class AugmentedImages(Dataset):
+    """A split with an albumentations pipeline; item `k` is image `k mod N` in epoch `k div N`."""
+
+    def __init__(self, split: Split, transform, seed: int | None) -> None:
+        self.split, self.transform, self.seed = split, transform, seed
+        self.n = len(split)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, int]:
+        index, epoch = k % self.n, k // self.n
+        if self.split.images is not None:
+            image, label = self.split.images[index], int(self.split.labels[index])
+        else:
+            path, label = self.split.files[index]
+            image = load_image_file(path)
+        if self.seed is not None:
+            s = _sample_seed(self.seed, epoch, index)
+            self.transform.set_random_state(np.random.Generator(np.random.PCG64(s)), random.Random(s))
+        out = self.transform(image=image)["image"]
+        if out.ndim == 2:
+            out = out[..., None]
+        return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1))), label
+
+
+class EpochSampler(Sampler[int]):
+    """Shuffled (or ordered) indices for one rank, as `epoch·N + i`; `set_epoch` is called by Lightning.
+
+    With several ranks each takes an equal share (the tail that does not divide is dropped for
+    training so that every rank runs the same number of steps; evaluation keeps every image).
+    """
+
+    def __init__(self, n: int, seed: int, shuffle: bool, rank: int = 0, world: int = 1, even: bool = True) -> None:
+        self.n, self.seed, self.shuffle, self.rank, self.world, self.even = n, seed, shuffle, rank, world, even
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _indices(self) -> np.ndarray:
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+        else:
+            order = np.arange(self.n)
+        if self.world > 1:
+            if self.even:
+                order = order[: (self.n // self.world) * self.world]
+            order = order[self.rank :: self.world]
+        return order
+
+    def __iter__(self):
+        offset = self.epoch * self.n if self.shuffle else 0
+        return iter((self._indices() + offset).tolist())
+
+    def __len__(self) -> int:
+        return len(self._indices())
+
+
+def _count(value: float | int | None, n: int) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, float) and 0 <= value < 1:
+        return int(round(value * n))
+    if value < 0:
+        raise ValueError(f"data.val_split={value} must be >= 0 (a fraction < 1 or a count)")
+    return int(value)
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Train / val / test loaders for one `conf/data/*.yaml`, resolved against the model's `model_info`."""
+
+    def __init__(self, data: dict[str, Any], augmentation: dict[str, Any], model_name: str, seed: int = 0) -> None:
+        super().__init__()
+        from omegaconf import OmegaConf
+
+        self.cfg = OmegaConf.create(data)
+        self.aug = OmegaConf.create(augmentation)
+        self.model_name = model_name
+        self.seed = seed
+        self.info = model_info(model_name)
+        self._source: Source | None = None
+        self.train_split = self.val_split = self.test_split = None
+
+    # -- resolved properties (valid after `load()`) ------------------------------------------------
+    def load(self) -> ImageDataModule:
+        """Read the dataset, split off validation, apply limits, settle image size and normalisation."""
+        if self._source is not None:
+            return self
+        cfg = self.cfg
+        source = load_source(cfg, self.seed)
+        self._source = source
+        train = source.train
+        n_val = _count(cfg.val_split, len(train))
+        if n_val >= len(train):
+            raise ValueError(f"data.val_split={cfg.val_split} leaves no training images (train has {len(train)})")
+        order = np.random.default_rng([self.seed, 1]).permutation(len(train))
+        self.val_split = train.subset(np.sort(order[:n_val])) if n_val else None
+        self.train_split = train.subset(np.sort(order[n_val:]))
+        self.test_split = source.test
+        self.train_split = self._limit(self.train_split, cfg.limit_train, 2)
+        if self.val_split is not None:
+            self.val_split = self._limit(self.val_split, cfg.limit_val, 3)
+        self.test_split = self._limit(self.test_split, cfg.limit_test, 4)
+        self.classes = list(source.classes)
+        self.num_classes = len(self.classes)
+        self.native_size = source.native_size
+        self.image_size = self._resolve_image_size()
+        self.crop_pct = 1.0 if source.native_size is not None else self.info.crop_pct
+        self.normalization = self._normalization()
+        return self
+
+    def _limit(self, split: Split, limit: int | None, stream: int) -> Split:
+        if limit is None or limit >= len(split):
+            return split
+        if limit <= 0:
+            raise ValueError(f"data limits must be positive counts, got {limit}")
+        pick = np.sort(np.random.default_rng([self.seed, stream]).permutation(len(split))[:limit])
+        return split.subset(pick)
+
+    def _resolve_image_size(self) -> int:
+        wanted = self.cfg.image_size
+        minimum = self.info.min_input_size
+        if wanted is None:
+            if self.native_size is None:
+                return self.info.input_size
+            return max(self.native_size, minimum)
+        wanted = int(wanted)
+        if wanted < minimum:
+            raise ImageSizeError(
+                f"data.image_size={wanted} is below the minimum input size {minimum} of model {self.model_name!r}"
+            )
+        return wanted
+
+    def _normalization(self) -> dict[str, Any]:
+        in_chans = int(self.cfg.in_chans)
+        mode = self.cfg.mean_mode
+        if mode not in ("channel", "pixel"):
+            raise ValueError(f"data.mean_mode={mode!r}; valid choices: channel, pixel")
+        split = self.train_split
+        if split.images is None:  # file-backed: the model's own statistics
+            if mode == "pixel":
+                raise ValueError("data.mean_mode=pixel needs an in-memory dataset; use channel for imagefolder")
+            return {"mode": "channel", "mean": list(self.info.mean), "std": list(self.info.std)}
+        sample = split.images[: 20000].astype(np.float32) / 255.0
+        if mode == "channel":
+            mean = sample.mean(axis=(0, 1, 2)).tolist()
+            std = sample.std(axis=(0, 1, 2)).tolist()
+            return {"mode": "channel", "mean": mean, "std": std}
+        # He et al. 2015 §4.2: subtract the per-pixel mean (the mean image at the input size).
+        view = eval_transform(self.image_size, self.native_size, 1.0)
+        mean_image = np.mean([view(image=im)["image"].reshape(self.image_size, self.image_size, -1)
+                              for im in split.images[:20000]], axis=0) / 255.0
+        return {
+            "mode": "pixel",
+            "mean_image": mean_image.transpose(2, 0, 1).tolist(),
+            "std": [float(sample.std())] * sample.shape[-1],
+            "mean": sample.mean(axis=(0, 1, 2)).tolist(),
+        }
+
+    @property
+    def in_chans(self) -> int:
+        return int(self.cfg.in_chans)
+
+    @property
+    def source_channels(self) -> int:
+        assert self._source is not None
+        return self._source.channels
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.cfg.name,
+            "classes": self.classes,
+            "image_size": self.image_size,
+            "in_chans": self.in_chans,
+            "n_train": len(self.train_split),
+            "n_val": len(self.val_split) if self.val_split is not None else 0,
+            "n_test": len(self.test_split),
+        }
+
+    # -- Lightning hooks ---------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        self.load()
+
+    def _world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0, 1
+        return trainer.global_rank, trainer.world_size
+
+    def _loader(self, split: Split, train: bool) -> DataLoader:
+        rank, world = self._world()
+        if train:
+            transform = train_transform(self.aug, self.image_size, self.native_size, self.crop_pct)
+        else:
+            transform = eval_transform(self.image_size, self.native_size, self.crop_pct)
+        dataset = AugmentedImages(split, transform, self.seed if train else None)
+        sampler = EpochSampler(len(split), self.seed, shuffle=train, rank=rank, world=world, even=train)
+        workers = int(self.cfg.num_workers)
+        return DataLoader(
+            dataset,
+            batch_size=int(self.cfg.batch_size),
+            sampler=sampler,
+            num_workers=workers,
+            pin_memory=bool(self.cfg.pin_memory),
+            persistent_workers=bool(self.cfg.persistent_workers) and workers > 0,
+            drop_last=False,
+            worker_init_fn=_limit_worker_threads,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_split, train=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader(self.val_split, train=False) if self.val_split is not None else []
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_split, train=False)
+
+
+def _limit_worker_threads(worker_id: int) -> None:
+    """pitfalls.md §8: one thread per loader worker for both torch and OpenCV."""
+    import cv2
+
+    cv2.setNumThreads(0)
+    torch.set_num_threads(1)

@@ -1,0 +1,84 @@
+"""Process-level helpers shared by the commands: run directory, paths, JSON output, errors."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+PROCESS_START = time.time()  # set when cnnbench is first imported (by the console script: at launch)
+
+
+def _run_dir(task: str, run_name: str | None) -> str:
+    if run_name:
+        return f"outputs/{task}/{run_name}"
+    return f"outputs/{task}/{datetime.now():%Y-%m-%d}/{datetime.now():%H-%M-%S-%f}"
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("cnnbench_run_dir"):
+        OmegaConf.register_new_resolver("cnnbench_run_dir", _run_dir, use_cache=True)
+
+
+register_resolvers()
+
+
+def hydra_output_dir() -> Path | None:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            return Path(HydraConfig.get().runtime.output_dir)
+    except Exception:  # noqa: BLE001 - hydra not in use
+        return None
+    return None
+
+
+def resolve_run_dir(run_dir: str | Path | None) -> Path:
+    """The run dir: given explicitly (in-process use), else Hydra's output dir (pitfalls.md §4)."""
+    if run_dir is None:
+        run_dir = hydra_output_dir()
+    if run_dir is None:
+        run_dir = Path(_run_dir("run", None))
+    path = Path(run_dir).absolute()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def original_cwd() -> Path:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.utils import get_original_cwd
+
+        if HydraConfig.initialized():
+            return Path(get_original_cwd())
+    except Exception:  # noqa: BLE001
+        pass
+    return Path(os.getcwd())
+
+
+def absolute(path: str | None) -> str | None:
+    """A user path made absolute against the directory cnnbench was started from."""
+    if path is None or path == "":
+        return path
+    p = Path(os.path.expanduser(str(path)))
+    return str(p if p.is_absolute() else (original_cwd() / p).absolute())
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON atomically (temporary file + rename) so a crash never leaves half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=False, default=str)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class UserError(Exception):
+    """Bad input: shown as one line, exit code 2."""

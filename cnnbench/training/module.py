@@ -1,0 +1,188 @@
+"""The LightningModule: a registered model, its input normalisation, the loss (with aux heads) and metrics."""
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from cnnbench.models import create_model, main_logits, model_info
+from cnnbench.training.optim import build_optimizer, build_scheduler
+
+# Keys of the model config that are cnnbench settings, not constructor options.
+MODEL_SETTINGS = ("name", "compile")
+
+
+def model_kwargs(model_cfg: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in model_cfg.items() if k not in MODEL_SETTINGS}
+
+
+class Normalize(torch.nn.Module):
+    """uint8 NCHW → float, channel repeat (gray → RGB) and mean/std (or mean-image) normalisation."""
+
+    def __init__(self, normalization: dict[str, Any], in_chans: int) -> None:
+        super().__init__()
+        self.in_chans = in_chans
+        mean = torch.tensor(normalization["mean"], dtype=torch.float32)
+        std = torch.tensor(normalization["std"], dtype=torch.float32)
+        if "mean_image" in normalization:
+            mean_image = torch.tensor(normalization["mean_image"], dtype=torch.float32)
+        else:
+            mean_image = mean.view(-1, 1, 1)
+        self.register_buffer("mean", mean_image, persistent=False)
+        self.register_buffer("std", std.view(-1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255.0)
+        mean, std = self.mean, self.std
+        if mean.shape[-1] not in (1, x.shape[-1]) or mean.shape[-2] not in (1, x.shape[-2]):
+            mean = F.interpolate(mean[None], size=x.shape[-2:], mode="bilinear", align_corners=False)[0]
+        x = (x - mean) / std
+        if x.shape[1] != self.in_chans:
+            if x.shape[1] == 1:
+                x = x.expand(-1, self.in_chans, -1, -1)
+            elif self.in_chans == 1:
+                x = x.mean(dim=1, keepdim=True)
+        return x
+
+
+class ClassificationModule(L.LightningModule):
+    """Cross-entropy (label smoothing) + Σ wᵢ·aux-lossᵢ; top-1/top-5 through torchmetrics.
+
+    Every constructor argument is a plain container, so checkpoints load with `weights_only=True`.
+    """
+
+    def __init__(
+        self,
+        model: dict[str, Any],
+        num_classes: int,
+        in_chans: int,
+        normalization: dict[str, Any],
+        classes: list[str],
+        image_size: int,
+        crop_pct: float = 1.0,
+        data_name: str = "",
+        optimizer: dict[str, Any] | None = None,
+        schedule: dict[str, Any] | None = None,
+        loss: dict[str, Any] | None = None,
+        lr: float | None = None,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        name = model["name"]
+        self.info = model_info(name)
+        self.model = create_model(name, num_classes=num_classes, in_chans=in_chans, **model_kwargs(model))
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.normalize = Normalize(normalization, in_chans)
+        self.channels_last = channels_last
+        aux = getattr(self.model, "aux_weights", None)
+        self.aux_weights = tuple(aux if aux is not None else self.info.aux_weights)
+        self.label_smoothing = float((loss or {}).get("label_smoothing", 0.0))
+        self.lr = lr if lr is not None else float((optimizer or {}).get("lr", 0.1))
+        top5 = min(5, num_classes)
+        self.train_loss = MeanMetric()
+        self.val_loss = MeanMetric()
+        self.val_acc1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.val_acc5 = MulticlassAccuracy(num_classes, top_k=top5, average="micro")
+        self.test_acc1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.test_acc5 = MulticlassAccuracy(num_classes, top_k=top5, average="micro")
+        self._compiled = bool(model.get("compile", False))
+        if self._compiled:
+            self.model = torch.compile(self.model)
+
+    # -- forward ---------------------------------------------------------------------------------
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.normalize(x)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of the main head for a uint8 (or float in [0, 1]) NCHW batch."""
+        return main_logits(self.model(self.prepare(x)))
+
+    def compute_loss(self, output: Any, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = main_logits(output)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        if isinstance(output, (tuple, list)) and len(output) > 1:
+            for weight, aux in zip(self.aux_weights, output[1:]):
+                loss = loss + weight * F.cross_entropy(aux, y, label_smoothing=self.label_smoothing)
+        return loss, logits
+
+    # -- steps -----------------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss, _ = self.compute_loss(self.model(self.prepare(x)), y)
+        # on_step logging stays on the device (no host sync); Lightning reads it every log_every_n_steps.
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+        self.train_loss.update(loss.detach())
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/loss_epoch", self.train_loss.compute(), sync_dist=False)
+        self.train_loss.reset()
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        self.val_loss.update(F.cross_entropy(logits, y), weight=y.numel())
+        self.val_acc1.update(logits, y)
+        self.val_acc5.update(logits, y)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log("val/loss", self.val_loss.compute())
+        self.log("val/acc1", self.val_acc1.compute(), prog_bar=True)
+        self.log("val/acc5", self.val_acc5.compute())
+        for m in (self.val_loss, self.val_acc1, self.val_acc5):
+            m.reset()
+
+    def test_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        self.test_acc1.update(logits, y)
+        self.test_acc5.update(logits, y)
+
+    def on_test_epoch_end(self) -> None:
+        self.log("test/acc1", self.test_acc1.compute())
+        self.log("test/acc5", self.test_acc5.compute())
+        self.test_acc1.reset()
+        self.test_acc5.reset()
+
+    # -- optimisation ----------------------------------------------------------------------------
+    def configure_optimizers(self):
+        opt_cfg = self.hparams.optimizer or {"name": "sgd", "lr": self.lr}
+        optimizer = build_optimizer(self.model, opt_cfg, self.lr)
+        total = int(self.trainer.estimated_stepping_batches)
+        epochs = max(1, int(self.trainer.max_epochs or 1))
+        steps_per_epoch = total / epochs
+        scheduler = build_scheduler(optimizer, self.hparams.schedule or {"name": "constant"}, self.lr, total,
+                                    steps_per_epoch)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- checkpoint contents -----------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["cnnbench"] = checkpoint_record(self.hparams)
+
+    @property
+    def model_name(self) -> str:
+        return self.hparams.model["name"]
+
+
+def checkpoint_record(hparams) -> dict[str, Any]:
+    """What eval/predict need to rebuild the network: plain values only."""
+    return {
+        "model": dict(hparams["model"]),
+        "num_classes": int(hparams["num_classes"]),
+        "in_chans": int(hparams["in_chans"]),
+        "classes": list(hparams["classes"]),
+        "normalization": dict(hparams["normalization"]),
+        "image_size": int(hparams["image_size"]),
+        "crop_pct": float(hparams["crop_pct"]),
+        "data": hparams["data_name"],
+    }
