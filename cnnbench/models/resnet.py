@@ -4,14 +4,32 @@ CIFAR-10 networks of §4.2: 6n+2 weighted layers — a 3×3 conv with 16 filters
 stages of n basic blocks on 32×32 / 16×16 / 8×8 maps with 16 / 32 / 64 filters, the first conv
 of stages 2 and 3 strided, global average pooling, a 10-way FC. Shortcuts are option A
 (strided identity + zero-padded channels), so residual and plain nets have identical parameters.
+
+ImageNet networks of §3.3 / Table 1 (below the CIFAR part): a 7×7/2 conv with 64 filters, a
+3×3/2 max-pool, four stages conv2_x..conv5_x of basic blocks (18/34 layers) or bottlenecks
+(50/101/152 layers) on 56/28/14/7 maps, downsampling by conv3_1, conv4_1 and conv5_1 with
+stride 2, global average pooling and a 1000-way FC. BN follows every conv and precedes its ReLU;
+the ReLU of a block comes after the addition; no dropout; He init. `plain18` / `plain34` are the
+same layer lists without shortcuts (§3.4, "Plain Network").
+
+Shortcut options (§3.3, §4.1 "Identity vs. Projection Shortcuts"):
+  A: identity; where the shape changes, strided subsampling + zero-padded extra channels (no params).
+  B: 1×1 projection (+ BN) only where the shape changes, identity elsewhere.
+  C: 1×1 projection (+ BN) on every shortcut.
+The paper's defaults: A for ResNet-18/34 (Table 2), B for ResNet-50/101/152 (Table 3).
+`stride_in_1x1=True` puts a bottleneck's stride on its first 1×1 conv (the original models; this
+gives Table 1's 3.8 / 7.6 / 11.3 G multiply-adds); `False` puts it on the 3×3 ("v1.5").
+The torchvision-style networks are `shortcut="B", stride_in_1x1=False`.
 """
 from __future__ import annotations
+
+from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnbench.models.layers import he_init
+from cnnbench.models.layers import ConvBNAct, he_init
 from cnnbench.models.registry import ModelInfo, register_model
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -121,3 +139,258 @@ for _depth in CIFAR_DEPTHS:
     _register_cifar(_depth, residual=True)
     if _depth != 1202:
         _register_cifar(_depth, residual=False)
+
+
+# --------------------------------------------------------------------------------------------
+# ImageNet networks (§3.3, Table 1)
+# --------------------------------------------------------------------------------------------
+
+IMAGENET_STEM = ("conv1", 7, 64, 2)  # 7×7, 64, stride 2 → 112×112; then 3×3 max pool, stride 2 → 56×56
+IMAGENET_STAGES = (  # (layer name, output size at 224², width of the block's 3×3 convs)
+    ("conv2_x", 56, 64),
+    ("conv3_x", 28, 128),
+    ("conv4_x", 14, 256),
+    ("conv5_x", 7, 512),
+)
+BOTTLENECK_EXPANSION = 4  # [1×1, c; 3×3, c; 1×1, 4c]
+
+# Table 1, one column per depth: building block, blocks stacked in conv2_x..conv5_x, and the
+# "FLOPs" row (multiply-adds at 224², as printed).
+IMAGENET_TABLE1 = {
+    18: ("basic", (2, 2, 2, 2), 1.8e9),
+    34: ("basic", (3, 4, 6, 3), 3.6e9),
+    50: ("bottleneck", (3, 4, 6, 3), 3.8e9),
+    101: ("bottleneck", (3, 4, 23, 3), 7.6e9),
+    152: ("bottleneck", (3, 8, 36, 3), 11.3e9),
+}
+
+# Reference numbers of the registered defaults (18/34: option A, 50+: option B, stride in the
+# first 1×1). Params: exact count at 1000 classes (convs without bias, BN γ/β, FC with bias;
+# resnet_lecture.md §1.3). Top-1/top-5: 10-crop ImageNet val, Table 2 (18/34 A, plain) and
+# Table 3 (34 A, 50/101/152 B).
+IMAGENET_REFERENCE = {
+    # name: (params, top1 error %, top5 error %)
+    "resnet18": (11_515_688, 27.88, None),
+    "resnet34": (21_623_848, 25.03, 7.76),
+    "resnet50": (25_557_032, 22.85, 6.71),
+    "resnet101": (44_549_160, 21.75, 6.05),
+    "resnet152": (60_192_808, 21.43, 5.71),
+    "plain18": (11_515_688, 27.94, None),
+    "plain34": (21_623_848, 28.54, 10.02),
+}
+SHORTCUT_OPTIONS = ("A", "B", "C")
+
+
+class Projection(nn.Sequential):
+    """Eq. 2's W_s: a 1×1 conv (strided where the maps shrink) followed by BN."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
+        super().__init__(nn.Conv2d(in_ch, out_ch, 1, stride, 0, bias=False), nn.BatchNorm2d(out_ch))
+
+
+def make_shortcut(option: str, in_ch: int, out_ch: int, stride: int) -> nn.Module:
+    """The shortcut of one block under option A, B or C (§3.3)."""
+    changes_shape = stride != 1 or in_ch != out_ch
+    if option == "C" or (option == "B" and changes_shape):
+        return Projection(in_ch, out_ch, stride)
+    if option == "A" and changes_shape:
+        return ShortcutA(in_ch, out_ch, stride)
+    return nn.Identity()
+
+
+class ResidualBlock(nn.Module):
+    """F(x) + shortcut(x), then ReLU (Eq. 1/2, Fig. 5). `shortcut=None` gives the plain stack."""
+
+    def __init__(self, branch: nn.Sequential, shortcut: nn.Module | None) -> None:
+        super().__init__()
+        self.branch = branch
+        self.shortcut = shortcut
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.branch(x)
+        if self.shortcut is not None:
+            out = out + self.shortcut(x)
+        return self.relu(out)
+
+
+def basic_block(
+    in_ch: int, width: int, out_ch: int, stride: int, stride_in_1x1: bool = True
+) -> nn.Sequential:
+    """Fig. 5 left: [3×3, c; 3×3, c]; the first conv carries the stride (no 1×1 conv, so
+    `stride_in_1x1` has nothing to act on)."""
+    return nn.Sequential(
+        ConvBNAct(in_ch, width, 3, stride),
+        ConvBNAct(width, out_ch, 3, 1, act=None),
+    )
+
+
+def bottleneck_block(
+    in_ch: int, width: int, out_ch: int, stride: int, stride_in_1x1: bool = True
+) -> nn.Sequential:
+    """Fig. 5 right: [1×1, c; 3×3, c; 1×1, 4c]; the stride sits on the first 1×1 or on the 3×3."""
+    s1, s3 = (stride, 1) if stride_in_1x1 else (1, stride)
+    return nn.Sequential(
+        ConvBNAct(in_ch, width, 1, s1),
+        ConvBNAct(width, width, 3, s3),
+        ConvBNAct(width, out_ch, 1, 1, act=None),
+    )
+
+
+_BLOCKS = {"basic": (basic_block, 1), "bottleneck": (bottleneck_block, BOTTLENECK_EXPANSION)}
+
+
+class ImageNetResNet(nn.Module):
+    """A Table-1 column: conv1 + max pool, conv2_x..conv5_x, average pool, FC.
+
+    `residual=False` gives the plain counterpart (same layers, no shortcuts). `scaling` (a dict of
+    EfficientNet-style keys, resolved by `cnnbench.models.scaling.resolve_scaling`) multiplies every
+    conv width (rounded by `round_filters`) and every stage's block count (`round_repeats`); with
+    `scaling=None` the network is exactly the paper's.
+    """
+
+    def __init__(
+        self,
+        depth: int,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        shortcut: str = "B",
+        stride_in_1x1: bool = True,
+        residual: bool = True,
+        scaling: dict | None = None,
+    ) -> None:
+        super().__init__()
+        if depth not in IMAGENET_TABLE1:
+            raise ValueError(f"depth must be one of {sorted(IMAGENET_TABLE1)}, got {depth}")
+        option = str(shortcut).upper()
+        if option not in SHORTCUT_OPTIONS:
+            raise ValueError(f"shortcut must be one of {', '.join(SHORTCUT_OPTIONS)}, got {shortcut!r}")
+        block_kind, repeats, _ = IMAGENET_TABLE1[depth]
+        make_branch, expansion = _BLOCKS[block_kind]
+
+        _, stem_k, stem_ch, stem_stride = IMAGENET_STEM
+        widths = [w for _, _, w in IMAGENET_STAGES]
+        out_widths = [w * expansion for w in widths]
+        self.scaling = None
+        if scaling is not None:
+            # Imported here so this module loads even where scaling.py is absent.
+            from cnnbench.models.scaling import resolve_scaling, round_filters, round_repeats
+
+            if not isinstance(scaling, dict):  # e.g. an OmegaConf DictConfig from the YAML
+                scaling = dict(scaling)
+            self.scaling = s = resolve_scaling(scaling)
+            stem_ch = round_filters(stem_ch, s.width_mult)
+            widths = [round_filters(w, s.width_mult) for w in widths]
+            out_widths = [round_filters(w, s.width_mult) for w in out_widths]
+            repeats = tuple(round_repeats(r, s.depth_mult) for r in repeats)
+        self.depth, self.block_kind, self.repeats = depth, block_kind, tuple(repeats)
+        self.shortcut_option = option if residual else None
+        self.stride_in_1x1 = stride_in_1x1
+
+        self.stem = nn.Sequential(
+            ConvBNAct(in_chans, stem_ch, stem_k, stem_stride),
+            nn.MaxPool2d(3, 2, 1),
+        )
+        stages: dict[str, nn.Module] = {}
+        in_ch = stem_ch
+        for stage, ((name, _, _), width, out_ch, n) in enumerate(
+            zip(IMAGENET_STAGES, widths, out_widths, repeats, strict=True)
+        ):
+            blocks = []
+            for i in range(n):
+                stride = 2 if (stage > 0 and i == 0) else 1  # conv3_1, conv4_1, conv5_1 downsample
+                branch = make_branch(in_ch, width, out_ch, stride, stride_in_1x1=stride_in_1x1)
+                sc = make_shortcut(option, in_ch, out_ch, stride) if residual else None
+                blocks.append(ResidualBlock(branch, sc))
+                in_ch = out_ch
+            stages[name] = nn.Sequential(*blocks)
+        self.stages = nn.Sequential(OrderedDict(stages))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(in_ch, num_classes)
+        self.num_features = in_ch
+        he_init(self)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(self.stem(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.forward_features(x)), 1))
+
+
+_TORCHVISION_NOTE = (
+    "The torchvision-style network is shortcut=B stride_in_1x1=false "
+    "(e.g. `cnnbench ... model=resnet50 model.stride_in_1x1=false`)."
+)
+
+
+def _register_imagenet(depth: int, residual: bool) -> None:
+    block_kind, _, table_macs = IMAGENET_TABLE1[depth]
+    name = f"{'resnet' if residual else 'plain'}{depth}"
+    params, top1_err, top5_err = IMAGENET_REFERENCE[name]
+    default_shortcut = "A" if block_kind == "basic" else "B"
+    if residual and block_kind == "bottleneck":
+        defaults = {"shortcut": default_shortcut, "stride_in_1x1": True, "scaling": None}
+        option_text = "option B, stride on the first 1×1"
+    elif residual:
+        defaults = {"shortcut": default_shortcut, "scaling": None}
+        option_text = "option A"
+    else:
+        defaults = {"scaling": None}
+        option_text = "no shortcuts"
+    source = (
+        f"params: exact count of Table 1's {depth}-layer column ({option_text}; convs without bias, "
+        f"BN γ/β, FC with bias) at 1000 classes; MACs: Table 1 'FLOPs' row (multiply-adds, rounded); "
+        "top-1/top-5: Tables 2 and 3 (10-crop, ImageNet val)"
+    )
+    if residual:
+        source += ". " + _TORCHVISION_NOTE
+    info = ModelInfo(
+        name=name,
+        family="resnet" if residual else "plain",
+        paper=f"He et al. 2015, Table 1 ({depth}-layer{', plain' if not residual else ''}, {option_text})",
+        input_size=224,
+        min_input_size=32,
+        crop_pct=0.875,
+        paper_params=params,
+        paper_macs=table_macs,
+        paper_top1=round(1 - top1_err / 100, 4),
+        paper_top5=round(1 - top5_err / 100, 4) if top5_err is not None else None,
+        reference_source=source,
+        default_kwargs=defaults,
+    )
+
+    if not residual:
+
+        @register_model(info)
+        def build_plain(
+            num_classes: int = 1000, in_chans: int = 3, scaling: dict | None = None
+        ) -> ImageNetResNet:
+            return ImageNetResNet(depth, num_classes, in_chans, residual=False, scaling=scaling)
+
+    elif block_kind == "basic":
+
+        @register_model(info)
+        def build_basic(
+            num_classes: int = 1000, in_chans: int = 3, shortcut: str = "A", scaling: dict | None = None
+        ) -> ImageNetResNet:
+            return ImageNetResNet(depth, num_classes, in_chans, shortcut=shortcut, scaling=scaling)
+
+    else:
+
+        @register_model(info)
+        def build_bottleneck(
+            num_classes: int = 1000,
+            in_chans: int = 3,
+            shortcut: str = "B",
+            stride_in_1x1: bool = True,
+            scaling: dict | None = None,
+        ) -> ImageNetResNet:
+            return ImageNetResNet(
+                depth, num_classes, in_chans, shortcut=shortcut, stride_in_1x1=stride_in_1x1, scaling=scaling
+            )
+
+
+for _depth in IMAGENET_TABLE1:
+    _register_imagenet(_depth, residual=True)
+    if _depth in (18, 34):
+        _register_imagenet(_depth, residual=False)
