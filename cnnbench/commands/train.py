@@ -78,7 +78,9 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> list:
     from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
     ckpt_dir = run_dir / "checkpoints"
-    callbacks: list = [TQDMProgressBar(refresh_rate=20)]
+    callbacks: list = []
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(TQDMProgressBar(refresh_rate=20))
     if has_val and cfg.checkpoint.monitor:
         callbacks.append(ModelCheckpoint(
             dirpath=ckpt_dir, filename="best-epoch{epoch:03d}-acc{val/acc1:.4f}", monitor=cfg.checkpoint.monitor,

@@ -1,0 +1,62 @@
+"""eval, profile and predict in-process on the tiny checkpoints."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import compose_cfg
+
+from cnnbench.runtime import UserError
+
+
+def test_eval_matches_training_test_accuracy(tmp_path, tiny_checkpoint):
+    from cnnbench.commands.evaluate import evaluate
+
+    results = json.loads((tiny_checkpoint.parent.parent / "results.json").read_text())
+    cfg = compose_cfg("eval", [f"ckpt_path={tiny_checkpoint}", "data=digits", "data.num_workers=0",
+                               "data.persistent_workers=false"])
+    out = evaluate(cfg, run_dir=tmp_path)
+    written = json.loads((tmp_path / "eval.json").read_text())
+    assert {"acc1", "acc5", "n_images", "crops", "mode", "models"} <= set(written)
+    assert written["crops"] == 1 and written["models"] == [str(tiny_checkpoint)]
+    assert out["acc1"] == pytest.approx(results["test/acc1"], abs=1e-6)
+
+
+@pytest.mark.parametrize("crops", [7, 0])
+def test_eval_rejects_bad_crops(tmp_path, tiny_checkpoint, crops):
+    from cnnbench.commands.evaluate import evaluate
+
+    cfg = compose_cfg("eval", [f"ckpt_path={tiny_checkpoint}", "data=digits", f"crops={crops}"])
+    with pytest.raises(UserError, match="valid choices: 1, 10, 12, 50, 144"):
+        evaluate(cfg, run_dir=tmp_path)
+
+
+def test_eval_refuses_other_class_count(tmp_path, tiny_checkpoint):
+    from cnnbench.checkpoint import CheckpointError
+    from cnnbench.commands.evaluate import evaluate
+
+    cfg = compose_cfg("eval", [f"ckpt_path={tiny_checkpoint}", "data=synthetic", "data.num_classes=4"])
+    with pytest.raises(CheckpointError, match="has 10 classes, the data has 4"):
+        evaluate(cfg, run_dir=tmp_path)
+
+
+def test_profile_counts_and_writes_json(tmp_path):
+    from cnnbench.commands.profile import profile
+
+    out = profile(compose_cfg("profile", ["model=resnet110"]), run_dir=tmp_path)
+    assert out["params"] == 1_727_962 and out["params_rel_diff"] == 0
+    assert out["macs"] == pytest.approx(252.9e6, rel=0.01)
+    assert out["counted_on"] == "meta"
+    written = json.loads((tmp_path / "profile.json").read_text())
+    assert {"model", "params", "macs", "input_size", "paper_params", "paper_macs"} <= set(written)
+
+
+def test_predict_top5_with_class_names(tmp_path, tiny_checkpoint, jpeg_imagefolder):
+    from cnnbench.commands.predict import predict
+
+    image = next((jpeg_imagefolder / "val").rglob("*.jpg"))
+    rows = predict(compose_cfg("predict", [f"ckpt_path={tiny_checkpoint}", f"image={image}"]))
+    assert len(rows) == 5
+    assert all(r["class"] in [str(i) for i in range(10)] for r in rows)
+    probs = [r["prob"] for r in rows]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0 + 1e-6

@@ -1,0 +1,139 @@
+"""Datasets read from local files only; splits, limits, image size, channels and seeded augmentation."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import compose_cfg
+from omegaconf import OmegaConf
+
+from cnnbench.data import DatasetNotFoundError, ImageDataModule, ImageSizeError
+
+
+def make_dm(overrides, model="resnet20", seed=0):
+    cfg = compose_cfg("train", [*overrides, f"model={model}"])
+    return ImageDataModule(OmegaConf.to_container(cfg.data), OmegaConf.to_container(cfg.augmentation), model,
+                           seed=seed)
+
+
+def first_batch(dm, train=True):
+    dm.load()
+    loader = dm._loader(dm.train_split if train else dm.test_split, train=train)
+    return next(iter(loader))
+
+
+def test_fashion_mnist_reads_debian_files(fashion_mnist):
+    dm = make_dm(["data=fashion_mnist", "data.limit_test=100"]).load()
+    assert len(dm.train_split) == 55000 and len(dm.val_split) == 5000 and len(dm.test_split) == 100
+    assert dm.classes[9] == "Ankle boot" and dm.image_size == 28
+    x, y = first_batch(dm)
+    assert x.dtype == torch.uint8 and x.shape == (128, 1, 28, 28)
+    # all ten classes, labels in range
+    assert set(np.unique(dm.train_split.labels)) == set(range(10))
+
+
+def test_fashion_mnist_missing_says_how_to_get_it(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="apt-get install -y dataset-fashion-mnist"):
+        make_dm([f"data.root={tmp_path}"]).load()
+
+
+def test_digits_and_val_split_fraction_count_zero():
+    dm = make_dm(["data=digits", "data.val_split=0.1"]).load()
+    n_all = len(dm.train_split) + len(dm.val_split)
+    assert len(dm.val_split) == round(0.1 * n_all)
+    assert len(make_dm(["data=digits", "data.val_split=100"]).load().val_split) == 100
+    assert make_dm(["data=digits", "data.val_split=0"]).load().val_split is None
+
+
+def test_val_split_is_seeded_and_disjoint():
+    a = make_dm(["data=synthetic"], seed=3).load()
+    b = make_dm(["data=synthetic"], seed=3).load()
+    assert np.array_equal(a.val_split.images, b.val_split.images)
+    train_rows = {im.tobytes() for im in a.train_split.images}
+    assert not any(im.tobytes() in train_rows for im in a.val_split.images)
+
+
+def test_limits_subsample():
+    dm = make_dm(["data=synthetic", "data.limit_train=50", "data.limit_val=10", "data.limit_test=7"]).load()
+    assert (len(dm.train_split), len(dm.val_split), len(dm.test_split)) == (50, 10, 7)
+
+
+@pytest.mark.parametrize("key", ["cifar10", "cifar10_tar", "cifar100", "cifar100_tar"])
+def test_cifar_archives(fake_cifar, key):
+    name = key.replace("_tar", "")
+    dm = make_dm([f"data={name}", f"data.root={fake_cifar[key]}", "data.val_split=0"]).load()
+    assert dm.num_classes == (10 if name == "cifar10" else 100)
+    assert dm.train_split.images.shape[1:] == (32, 32, 3) and len(dm.test_split) == 20
+    x, _ = first_batch(dm)
+    assert x.shape[1:] == (3, 32, 32)
+
+
+def test_cifar_missing_explains(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="cifar-10-python.tar.gz"):
+        make_dm(["data=cifar10", f"data.root={tmp_path}"]).load()
+
+
+def test_imagefolder_uses_model_native_size_and_stats(jpeg_imagefolder):
+    dm = make_dm(["data=imagefolder", f"data.root={jpeg_imagefolder}", "data.val_split=0", "data.batch_size=4"]).load()
+    assert dm.num_classes == 4 and dm.image_size == 32  # resnet20's native size
+    assert dm.normalization["mean"] == list(dm.info.mean)
+    x, y = first_batch(dm, train=False)
+    assert x.shape == (4, 3, 32, 32)
+
+
+def test_image_size_below_model_minimum_is_an_error():
+    with pytest.raises(ImageSizeError, match="below the minimum input size 8"):
+        make_dm(["data=synthetic", "data.image_size=4"]).load()
+
+
+def test_image_size_default_raised_to_model_minimum():
+    dm = make_dm(["data=digits"], model="resnet20").load()
+    assert dm.image_size == 8
+    dm = make_dm(["data=digits", "data.image_size=16"], model="resnet20").load()
+    x, _ = first_batch(dm)
+    assert x.shape[-2:] == (16, 16)
+
+
+def test_augmentation_depends_only_on_seed_not_workers():
+    def batch(workers, seed=0):
+        dm = make_dm(["data=synthetic", f"data.num_workers={workers}", "data.persistent_workers=false",
+                      "augmentation=pad_crop_flip"], seed=seed).load()
+        return first_batch(dm)[0]
+
+    a, b = batch(0), batch(2)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, batch(0, seed=1))
+
+
+def test_epochs_see_different_order_and_augmentation():
+    from cnnbench.data.datamodule import EpochSampler
+
+    s = EpochSampler(10, seed=0, shuffle=True)
+    e0 = list(s)
+    s.set_epoch(1)
+    e1 = list(s)
+    assert sorted(x % 10 for x in e0) == list(range(10)) and all(10 <= x < 20 for x in e1)
+    assert [x % 10 for x in e0] != [x % 10 for x in e1]
+
+
+def test_ranks_get_disjoint_equal_shards():
+    from cnnbench.data.datamodule import EpochSampler
+
+    shards = [list(EpochSampler(11, seed=0, shuffle=True, rank=r, world=2)) for r in range(2)]
+    assert len(shards[0]) == len(shards[1]) == 5 and not set(shards[0]) & set(shards[1])
+
+
+def test_gray_images_become_rgb_for_the_model():
+    from cnnbench.training.module import Normalize
+
+    norm = Normalize({"mean": [0.5], "std": [0.25]}, in_chans=3)
+    out = norm(torch.full((2, 1, 4, 4), 255, dtype=torch.uint8))
+    assert out.shape == (2, 3, 4, 4) and torch.allclose(out, torch.full_like(out, 2.0))
+
+
+def test_pixel_mean_mode_subtracts_mean_image():
+    dm = make_dm(["data=synthetic", "data.mean_mode=pixel"]).load()
+    mean_image = np.array(dm.normalization["mean_image"])
+    assert mean_image.shape == (3, 32, 32)
+    expected = dm.train_split.images.astype(np.float64).mean(axis=0).transpose(2, 0, 1) / 255
+    assert np.allclose(mean_image, expected, atol=1e-6)

@@ -1,0 +1,65 @@
+"""Every option of every config group composes, and the composed config has what the code reads."""
+from __future__ import annotations
+
+import pytest
+from conftest import CONF, compose_cfg
+
+GROUPS = ["model", "data", "optimizer", "schedule", "augmentation", "hardware", "logger"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+def test_every_group_option_composes(group, option):
+    cfg = compose_cfg("train", [f"{group}={option}"])
+    node = cfg[group]
+    if group == "hardware":
+        assert cfg.hardware.name == option
+        assert "accelerator" in cfg.trainer and "precision" in cfg.trainer
+    else:
+        assert node.name == option, f"{group}/{option}.yaml must set name: {option}"
+
+
+def test_default_main_job():
+    cfg = compose_cfg("train")
+    assert cfg.model.name == "resnet20"
+    assert cfg.data.name == "fashion_mnist"
+    assert cfg.hardware.name == "auto"
+    assert cfg.logger.name == "wandb" and cfg.logger.wandb.mode == "offline"
+
+
+def test_trainer_node_passes_through():
+    cfg = compose_cfg("train", ["trainer.devices=8", "trainer.max_epochs=3", "trainer.deterministic=true"])
+    assert cfg.trainer.devices == 8 and cfg.trainer.max_epochs == 3 and cfg.trainer.deterministic is True
+
+
+@pytest.mark.parametrize("hardware,accelerator,precision,strategy",
+                         [("cpu", "cpu", "32-true", "auto"), ("gpu", "gpu", "bf16-mixed", "auto"),
+                          ("ddp", "gpu", "bf16-mixed", "ddp"), ("ddp_cpu", "cpu", "32-true", "ddp"),
+                          ("multinode", "auto", "32-true", "ddp")])
+def test_hardware_options(hardware, accelerator, precision, strategy):
+    cfg = compose_cfg("train", [f"hardware={hardware}"])
+    assert cfg.trainer.accelerator == accelerator
+    assert cfg.trainer.precision == precision
+    assert cfg.hardware.strategy == strategy
+
+
+def test_ddp_strategy_gets_timeout_and_backend():
+    from cnnbench.commands.train import build_strategy
+    from lightning.pytorch.strategies import DDPStrategy
+
+    cfg = compose_cfg("train", ["hardware=ddp_cpu", "hardware.ddp_timeout_s=123"])
+    strategy = build_strategy(cfg)
+    assert isinstance(strategy, DDPStrategy)
+    assert strategy._timeout.total_seconds() == 123
+    assert strategy._process_group_backend == "gloo"
+    assert build_strategy(compose_cfg("train", ["hardware=cpu"])) == "auto"
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "profile", "predict"])
+def test_each_command_config_composes(command):
+    extra = {"eval": ["ckpt_path=x.ckpt"], "predict": ["ckpt_path=x.ckpt", "image=a.jpg"]}.get(command, [])
+    cfg = compose_cfg(command, extra)
+    assert cfg.task == command
