@@ -132,7 +132,7 @@ def fake_cifar(tmp_path_factory) -> dict[str, Path]:
 def train_tiny(run_dir: Path, extra: list[str] = ()) -> dict:
     from cnnbench.commands.train import train
 
-    cfg = compose_cfg("train", FAST + ["data=digits", "trainer.max_epochs=2", "data.val_split=0.15", *extra])
+    cfg = compose_cfg("train", FAST + ["data=digits", "augmentation=none", "trainer.max_epochs=2", "data.val_split=0.15", *extra])
     return train(cfg, run_dir=run_dir)
 
 

@@ -54,9 +54,9 @@ def build_strategy(cfg: DictConfig) -> Any:
 
 
 def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
-    from lightning.pytorch.loggers import CSVLogger
+    from cnnbench.training.loggers import RunDirCSVLogger
 
-    loggers: list = [CSVLogger(save_dir=str(run_dir), name="", version="")]  # run_dir/metrics.csv, always
+    loggers: list = [RunDirCSVLogger(str(run_dir))]  # run_dir/metrics.csv, always
     name = cfg.logger.name
     if name == "wandb":
         from lightning.pytorch.loggers import WandbLogger
@@ -144,8 +144,10 @@ def _resolve_resume(cfg: DictConfig, run_dir: Path) -> str | None:
     return None
 
 
-def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
-    """Run one training job; returns the results dict (also written to results.json by rank 0)."""
+def train(cfg: DictConfig, run_dir: str | Path | None = None, callbacks: list | None = None) -> dict[str, Any]:
+    """Run one training job; returns the results dict (also written to results.json by rank 0).
+
+    `callbacks` adds Lightning callbacks (for in-process use, e.g. tests that stop a run early)."""
     start = PROCESS_START if run_dir is None else time.time()
     run_dir = resolve_run_dir(run_dir)
     with open_dict(cfg):
@@ -154,7 +156,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
 
     dm = ImageDataModule(
         OmegaConf.to_container(cfg.data, resolve=True), OmegaConf.to_container(cfg.augmentation, resolve=True),
-        cfg.model.name, seed=int(cfg.seed),
+        cfg.model.name, seed=int(cfg.seed), model_kwargs=model_kwargs(OmegaConf.to_container(cfg.model, resolve=True)),
     ).load()
 
     trainer_kwargs: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)  # type: ignore[assignment]
@@ -186,7 +188,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
         **trainer_kwargs,
         strategy=build_strategy(cfg),
         logger=build_loggers(cfg, run_dir),
-        callbacks=build_callbacks(cfg, run_dir, has_val),
+        callbacks=build_callbacks(cfg, run_dir, has_val) + list(callbacks or []),
         default_root_dir=str(run_dir),
         use_distributed_sampler=False,  # the data module shards per rank itself (seeded, resumable)
         enable_model_summary=False,

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from cnnbench.data.sources import Source, Split, load_source
 from cnnbench.data.transforms import eval_transform, train_transform
 from cnnbench.models import model_info
+from cnnbench.models.registry import native_input_size
 
 
 class ImageSizeError(ValueError):
@@ -112,7 +113,8 @@ def _count(value: float | int | None, n: int) -> int:
 class ImageDataModule(L.LightningDataModule):
     """Train / val / test loaders for one `conf/data/*.yaml`, resolved against the model's `model_info`."""
 
-    def __init__(self, data: dict[str, Any], augmentation: dict[str, Any], model_name: str, seed: int = 0) -> None:
+    def __init__(self, data: dict[str, Any], augmentation: dict[str, Any], model_name: str, seed: int = 0,
+                 model_kwargs: dict[str, Any] | None = None) -> None:
         super().__init__()
         from omegaconf import OmegaConf
 
@@ -121,6 +123,7 @@ class ImageDataModule(L.LightningDataModule):
         self.model_name = model_name
         self.seed = seed
         self.info = model_info(model_name)
+        self.model_kwargs = dict(model_kwargs or {})
         self._source: Source | None = None
         self.train_split = self.val_split = self.test_split = None
 
@@ -164,8 +167,8 @@ class ImageDataModule(L.LightningDataModule):
         wanted = self.cfg.image_size
         minimum = self.info.min_input_size
         if wanted is None:
-            if self.native_size is None:
-                return self.info.input_size
+            if self.native_size is None:  # ImageNet layout: the model's native size (scaled if configured)
+                return native_input_size(self.model_name, **self.model_kwargs)
             return max(self.native_size, minimum)
         wanted = int(wanted)
         if wanted < minimum:

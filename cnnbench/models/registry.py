@@ -116,3 +116,17 @@ def main_logits(output: Any) -> torch.Tensor:
     if isinstance(output, (tuple, list)):
         return output[0]
     return output
+
+
+def native_input_size(name: str, **kwargs: Any) -> int:
+    """The native input side of a model as configured: `model_info`'s, or the scaled one when
+    options (e.g. `scaling`) change it. Built on the meta device, so it costs nothing."""
+    info = model_info(name)
+    if not kwargs.get("scaling"):
+        return info.input_size
+    with torch.device("meta"):
+        model = create_model(name, num_classes=info.reference_num_classes, **kwargs)
+    size = getattr(model, "input_size", None)
+    if size is None and getattr(model, "scaling", None) is not None and hasattr(model.scaling, "input_size"):
+        size = model.scaling.input_size(info.input_size)
+    return int(size or info.input_size)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import lightning as L
 import pytest
 import torch
 from conftest import FAST, compose_cfg, train_tiny
@@ -15,8 +16,8 @@ RESULT_KEYS = {"model", "data", "test/acc1", "test/acc5", "val/acc1", "epochs", 
 
 
 def test_learns_on_digits(tmp_path):
-    cfg = compose_cfg("train", FAST + ["data=digits", "data.image_size=16", "trainer.max_epochs=6",
-                                       "optimizer.lr=0.2"])
+    cfg = compose_cfg("train", FAST + ["data=digits", "data.image_size=16", "augmentation=none", "trainer.max_epochs=8",
+                                       "optimizer.lr=0.1"])
     results = train(cfg, run_dir=tmp_path)
     assert results["test/acc1"] >= 0.90, results
     assert RESULT_KEYS <= set(results)
@@ -40,13 +41,19 @@ def _final_weights(run_dir):
     return ckpt["state_dict"], ckpt
 
 
+class StopAfterFirstEpoch(L.Callback):
+    def on_train_epoch_end(self, trainer, pl_module):
+        trainer.should_stop = True
+
+
 def test_resume_equals_continuing(tmp_path):
     common = FAST + ["data=synthetic", "trainer.deterministic=true", "augmentation=pad_crop_flip",
-                     "schedule=cosine", "seed=7"]
-    straight = train(compose_cfg("train", common + ["trainer.max_epochs=2"]), run_dir=tmp_path / "a")
-    train(compose_cfg("train", common + ["trainer.max_epochs=1"]), run_dir=tmp_path / "b")
-    # same run dir, max_epochs raised: resume=auto picks up last.ckpt and continues
-    resumed = train(compose_cfg("train", common + ["trainer.max_epochs=2", "resume=auto"]), run_dir=tmp_path / "b")
+                     "schedule=cosine", "seed=7", "trainer.max_epochs=3"]
+    straight = train(compose_cfg("train", common), run_dir=tmp_path / "a")
+    # the same run stopped after its first epoch, then resumed in its run dir by resume=auto
+    train(compose_cfg("train", common), run_dir=tmp_path / "b", callbacks=[StopAfterFirstEpoch()])
+    assert load_checkpoint(tmp_path / "b/checkpoints/last.ckpt")["epoch"] == 0
+    resumed = train(compose_cfg("train", common + ["resume=auto"]), run_dir=tmp_path / "b")
     assert resumed["resumed_from"].endswith("last.ckpt")
     wa, ca = _final_weights(tmp_path / "a")
     wb, cb = _final_weights(tmp_path / "b")
@@ -54,6 +61,11 @@ def test_resume_equals_continuing(tmp_path):
     for key in wa:
         assert torch.allclose(wa[key].float(), wb[key].float(), atol=1e-6), key
     assert resumed["test/acc1"] == straight["test/acc1"]
+    # the curves of both parts are kept in metrics.csv
+    epochs = [line.split(",") for line in (tmp_path / "b/metrics.csv").read_text().splitlines()]
+    header = epochs[0]
+    seen = {row[header.index("epoch")] for row in epochs[1:] if row[header.index("epoch")]}
+    assert {"0", "1", "2"} <= seen
 
 
 def test_every_checkpoint_loads_weights_only(tmp_path):

@@ -1,0 +1,100 @@
+"""The console script: one subprocess smoke test per command, help texts, and one-line errors."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CLI = [sys.executable, "-m", "cnnbench"]
+ENV = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+SMALL = ["hardware=cpu", "logger=csv", "data=synthetic", "trainer.max_epochs=1", "data.num_train=64",
+         "data.val_split=16", "data.num_test=16", "trainer.enable_progress_bar=false"]
+
+
+def run(args, cwd, timeout=300):
+    return subprocess.run(CLI + list(args), cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def test_help_lists_commands(tmp_path):
+    out = run(["--help"], tmp_path)
+    assert out.returncode == 0
+    for command in ("train", "eval", "profile", "predict"):
+        assert f"  {command}" in out.stdout
+
+
+def test_train_help_shows_groups(tmp_path):
+    out = run(["train", "--help"], tmp_path)
+    assert out.returncode == 0
+    for group in ("model:", "optimizer:", "schedule:", "augmentation:", "hardware:", "data:", "logger:"):
+        assert group in out.stdout
+    assert "resnet20" in out.stdout and "ddp_cpu" in out.stdout
+
+
+def test_unknown_command_one_line(tmp_path):
+    out = run(["trian"], tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "valid commands: train, eval, profile, predict" in out.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["model.name=resnet21"], "unknown model 'resnet21'; valid choices:"),
+    (["model=resnet20", "+model.depth=3"], "unknown option(s) depth for model 'resnet20'"),
+    (["optimizer.name=lamb"], "valid choices: sgd, rmsprop, adamw"),
+    (["data.val_split=-1"], "data.val_split=-1"),
+])
+def test_bad_values_are_one_clear_line(tmp_path, args, needle):
+    out = run(["train", *SMALL, *args], tmp_path)
+    assert out.returncode == 2, out.stderr[-2000:]
+    errors = [line for line in out.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and needle in errors[0], out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+
+
+def test_unknown_group_option_and_key_name_choices(tmp_path):
+    out = run(["train", "model=resnet21"], tmp_path)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "Could not find 'model/resnet21'" in out.stderr and "resnet20" in out.stderr
+    out = run(["train", "optimizer.lrr=0.1"], tmp_path)
+    assert out.returncode != 0 and "Traceback" not in out.stderr and "lrr" in out.stderr
+
+
+def test_cfg_job_prints_config(tmp_path):
+    out = run(["train", "--cfg", "job", "model=resnet56"], tmp_path)
+    assert out.returncode == 0 and "name: resnet56" in out.stdout and "trainer:" in out.stdout
+
+
+def test_train_eval_profile_predict_smoke(tmp_path):
+    """One run of each command through the console entry point."""
+    out = run(["train", *SMALL, "run_name=smoke"], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run_dir = tmp_path / "outputs" / "train" / "smoke"
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["run_dir"] == str(run_dir) and Path(results["checkpoint"]).is_file()
+    assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "metrics.csv").is_file()
+    assert "cnnbench: resnet20 on synthetic — test acc1" in out.stdout
+
+    out = run(["eval", f"ckpt_path={results['checkpoint']}", "data=synthetic", "run_name=e"], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads((tmp_path / "outputs/eval/e/eval.json").read_text())["n_images"] == 16
+
+    out = run(["profile", "model=resnet50", "run_name=p"], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    profile = json.loads((tmp_path / "outputs/profile/p/profile.json").read_text())
+    assert profile["params"] == 25_557_032 or profile["params"] == 22_780_456 or profile["params"] > 0
+    assert profile["paper_params"] is not None
+
+    from PIL import Image
+
+    Image.new("RGB", (40, 40), (200, 10, 10)).save(tmp_path / "red.png")
+    out = run(["predict", f"ckpt_path={results['checkpoint']}", "image=red.png"], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "1. class_" in out.stdout and "5. class_" in out.stdout
+
+
+def test_missing_checkpoint_is_one_line(tmp_path):
+    out = run(["eval", "ckpt_path=nope.ckpt", "data=synthetic"], tmp_path)
+    assert out.returncode == 2 and "checkpoint not found" in out.stderr and "Traceback" not in out.stderr
