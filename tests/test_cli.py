@@ -77,7 +77,7 @@ def test_train_eval_profile_predict_smoke(tmp_path):
     assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "metrics.csv").is_file()
     assert "cnnbench: resnet20 on synthetic — test acc1" in out.stdout
 
-    out = run(["eval", f"ckpt_path={results['checkpoint']}", "data=synthetic", "run_name=e"], tmp_path)
+    out = run(["eval", f"ckpt_path={results['checkpoint']}", "data=synthetic", "data.num_test=16", "run_name=e"], tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads((tmp_path / "outputs/eval/e/eval.json").read_text())["n_images"] == 16
 
