@@ -11,13 +11,17 @@ import os
 import sys
 from pathlib import Path
 
+# command → (one-line help, "module:function"); each function takes the composed DictConfig.
 COMMANDS = {
-    "train": "train a model (Hydra groups: model, data, optimizer, schedule, augmentation, hardware, logger, experiment)",
-    "eval": "evaluate a checkpoint on a dataset split (ckpt_path=…, crops=1), writes eval.json",
-    "profile": "parameters and multiply-adds of a model at its input size, beside the paper's numbers",
-    "predict": "top-5 classes of one image from a checkpoint (ckpt_path=… image=…)",
+    "train": ("train a model (Hydra groups: model, data, optimizer, schedule, augmentation, hardware, logger, "
+              "experiment)", "cnnbench.commands.train:train"),
+    "eval": ("evaluate a checkpoint on a dataset split (ckpt_path=…, crops=…), writes eval.json",
+             "cnnbench.commands.evaluate:evaluate"),
+    "profile": ("parameters and multiply-adds of a model at its input size, beside the paper's numbers",
+                "cnnbench.commands.profile:profile"),
+    "predict": ("top-5 classes of one image from a checkpoint (ckpt_path=… image=…)",
+                "cnnbench.commands.predict:predict"),
 }
-ENV_COMMAND = "CNNBENCH_COMMAND"
 
 
 def conf_dir() -> str:
@@ -30,7 +34,7 @@ def conf_dir() -> str:
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = ["usage: cnnbench <command> [hydra overrides…]", "", "commands:"]
-    lines += [f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()]
+    lines += [f"  {name:<{width}}  {text}" for name, (text, _) in COMMANDS.items()]
     lines += ["", "`cnnbench <command> --help` shows the config groups and options; `--cfg job` prints the",
               "composed config; `-m` runs a sweep (e.g. `cnnbench train -m optimizer.lr=0.1,0.05`)."]
     return "\n".join(lines)

@@ -18,23 +18,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def dispatch(command: str, cfg: DictConfig):
-    if command == "train":
-        from cnnbench.commands.train import train
+    """Call the function registered for `command` in `cnnbench.cli.COMMANDS`."""
+    import importlib
 
-        return train(cfg)
-    if command == "eval":
-        from cnnbench.commands.evaluate import evaluate
+    from cnnbench.cli import COMMANDS
 
-        return evaluate(cfg)
-    if command == "profile":
-        from cnnbench.commands.profile import profile
-
-        return profile(cfg)
-    if command == "predict":
-        from cnnbench.commands.predict import predict
-
-        return predict(cfg)
-    raise ValueError(command)
+    module, function = COMMANDS[command][1].split(":")
+    return getattr(importlib.import_module(module), function)(cfg)
 
 
 def run_guarded(command: str, cfg: DictConfig):
