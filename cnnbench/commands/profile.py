@@ -7,6 +7,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from cnnbench.models import create_model, model_info
+from cnnbench.models.registry import native_input_size
 from cnnbench.profiling import count_macs, count_params
 from cnnbench.runtime import resolve_run_dir, write_json
 from cnnbench.training.module import model_kwargs
@@ -21,8 +22,9 @@ def profile(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
     name = cfg.model.name
     info = model_info(name)
     num_classes = int(cfg.num_classes or info.reference_num_classes)
-    size = int(cfg.input_size or info.input_size)
     kwargs = model_kwargs(OmegaConf.to_container(cfg.model, resolve=True))
+    scaled = any(v is not None for v in (kwargs.get("scaling") or {}).values())
+    size = int(cfg.input_size or native_input_size(name, **kwargs))
     try:
         with torch.device("meta"):
             model = create_model(name, num_classes=num_classes, in_chans=int(cfg.in_chans), **kwargs)
@@ -33,7 +35,8 @@ def profile(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
         macs = count_macs(model, size, in_chans=int(cfg.in_chans))
         device = "cpu"
     params = count_params(model)
-    same_setting = num_classes == info.reference_num_classes and size == info.input_size
+    # the paper's numbers describe the unscaled network at its native size and class count
+    same_setting = num_classes == info.reference_num_classes and size == info.input_size and not scaled
     result = {
         "model": name,
         "params": params,
