@@ -19,8 +19,13 @@ COMMANDS = {
              "cnnbench.commands.evaluate:evaluate"),
     "profile": ("parameters and multiply-adds of a model at its input size, beside the paper's numbers",
                 "cnnbench.commands.profile:profile"),
-    "predict": ("top-5 classes of one image from a checkpoint (ckpt_path=… image=…)",
+    "predict": ("top-k classes of an image or a folder (→ CSV) from a checkpoint (ckpt_path=… image=…)",
                 "cnnbench.commands.predict:predict"),
+    "export": ("a checkpoint as ONNX or TorchScript, checked against PyTorch (format=onnx|torchscript)",
+               "cnnbench.commands.export:export"),
+    "report": ("markdown table and PNG plots of many runs (runs=<glob>)", "cnnbench.commands.report:report"),
+    "benchmark": ("images/s, step time, memory and MFU of a model vs a plain PyTorch loop (benchmark.mode=…)",
+                  "cnnbench.commands.benchmark:benchmark"),
 }
 
 
@@ -44,10 +49,15 @@ def _run(command: str) -> None:
     import hydra
     from omegaconf import DictConfig
 
-    def task(cfg: DictConfig) -> None:
+    def task(cfg: DictConfig):
         from cnnbench.errors import run_guarded
 
-        run_guarded(command, cfg)
+        result = run_guarded(command, cfg)
+        # Sweepers (Optuna) optimise the value the job returns: the metric named by `optimized_metric`.
+        metric = cfg.get("optimized_metric")
+        if metric and isinstance(result, dict) and result.get(metric) is not None:
+            return float(result[metric])
+        return None
 
     task.__name__ = command
     hydra.main(version_base="1.3", config_path=conf_dir(), config_name=command)(task)()

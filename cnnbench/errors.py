@@ -10,10 +10,11 @@ from omegaconf.errors import OmegaConfBaseException
 def _user_errors() -> tuple[type[BaseException], ...]:
     from cnnbench.checkpoint import CheckpointError
     from cnnbench.data import DatasetNotFoundError, ImageSizeError
+    from cnnbench.data.sources import BadImageError
     from cnnbench.models import UnknownModelError
     from cnnbench.runtime import UserError
 
-    return (UserError, UnknownModelError, DatasetNotFoundError, ImageSizeError, CheckpointError,
+    return (UserError, UnknownModelError, DatasetNotFoundError, ImageSizeError, CheckpointError, BadImageError,
             OmegaConfBaseException)
 
 
@@ -28,8 +29,16 @@ def dispatch(command: str, cfg: DictConfig):
 
 
 def run_guarded(command: str, cfg: DictConfig):
+    from cnnbench.reliability import RunStopped
+
     try:
+        from cnnbench.config_schema import validate
+
+        validate(cfg)  # types, ranges and impossible combinations, before any work (config_schema.py)
         return dispatch(command, cfg)
+    except RunStopped as err:  # a run stopped on purpose (non-finite loss): say why, distinct exit code
+        print(f"cnnbench {command}: stopped: {_one_line(err)}", file=sys.stderr, flush=True)
+        sys.exit(err.exit_code)
     except _user_errors() as err:
         print(f"cnnbench {command}: error: {_one_line(err)}", file=sys.stderr, flush=True)
         sys.exit(2)
@@ -42,6 +51,9 @@ def run_guarded(command: str, cfg: DictConfig):
 
 def _one_line(err: BaseException) -> str:
     text = str(err).strip() or type(err).__name__
+    if "Original Traceback" in text:  # re-raised from a DataLoader worker: keep the worker's own message
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
     return " ".join(text.split())
 
 

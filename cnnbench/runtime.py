@@ -45,7 +45,11 @@ def resolve_run_dir(run_dir: str | Path | None) -> Path:
     if run_dir is None:
         run_dir = Path(_run_dir("run", None))
     path = Path(run_dir).absolute()
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"run dir {path} is not writable ({err.strerror or err}); "
+                        "pick another with hydra.run.dir=… or run_name=…") from None
     return path
 
 

@@ -94,6 +94,14 @@ def test_train_eval_profile_predict_smoke(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "1. class_" in out.stdout and "5. class_" in out.stdout
 
+    out = run(["export", f"ckpt_path={results['checkpoint']}", "format=onnx", "run_name=x"], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads((tmp_path / "outputs/export/x/export.json").read_text())["check"]["allclose"] is True
+
+    out = run(["report", "runs=outputs/train/*", "run_name=r"], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "outputs/report/r/curves.png").is_file() and "| smoke | resnet20 |" in out.stdout
+
 
 def test_missing_checkpoint_is_one_line(tmp_path):
     out = run(["eval", "ckpt_path=nope.ckpt", "data=synthetic"], tmp_path)

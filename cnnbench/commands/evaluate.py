@@ -1,82 +1,164 @@
-"""`cnnbench eval ckpt_path=…`: accuracy of a checkpoint on a split, written to eval.json.
+"""`cnnbench eval ckpt_path=… [crops=N] [eval.mode=…]`: accuracy of a checkpoint (or an ensemble of
+checkpoints) on a split, with the papers' test-time protocols; writes eval.json and eval.md.
 
-Single view (crops=1) here: the short side resized to image_size/crop_pct and a center crop.
-Multi-crop protocols plug in through `cnnbench.evaluation`.
+Protocols and their sources: `cnnbench.evaluation.crops` and docs/evaluation.md.
 """
 from __future__ import annotations
 
 import time
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torchmetrics.classification import MulticlassAccuracy
-from tqdm import tqdm
 
-from cnnbench.checkpoint import check_compatible, module_from_checkpoint
+from cnnbench.checkpoint import check_compatible
 from cnnbench.data import ImageDataModule
+from cnnbench.evaluation.crops import CROP_CHOICES
+from cnnbench.evaluation.engine import (
+    Scorer,
+    SplitReader,
+    ViewDataset,
+    attach_dense,
+    check_ensemble,
+    load_member,
+    make_plan,
+    pick_device,
+    view_loader,
+)
+from cnnbench.evaluation.paper import paper_reference
+from cnnbench.models import model_info
 from cnnbench.runtime import UserError, absolute, resolve_run_dir, write_json
 
-SUPPORTED_CROPS = (1,)
-ALL_CROPS = (1, 10, 12, 50, 144)
+ALL_CROPS = CROP_CHOICES
+
+
+def checkpoint_paths(value: Any) -> list[str]:
+    """`ckpt_path=a.ckpt` or `ckpt_path=[a.ckpt,b.ckpt]` → absolute paths."""
+    if value is None or value == "???":
+        raise UserError("ckpt_path is required: ckpt_path=path/to.ckpt or ckpt_path=[a.ckpt,b.ckpt] (an ensemble)")
+    items = list(value) if OmegaConf.is_list(value) or isinstance(value, (list, tuple)) else [value]
+    if not items:
+        raise UserError("ckpt_path=[] names no checkpoint")
+    return [absolute(str(p)) for p in items]
+
+
+def _crops(cfg: DictConfig) -> int:
+    crops = cfg.get("crops", 1)
+    if isinstance(crops, bool) or not isinstance(crops, int) or crops not in ALL_CROPS:
+        raise UserError(f"crops={crops!r}; valid choices: {', '.join(map(str, ALL_CROPS))}")
+    return crops
+
+
+def markdown_row(result: dict[str, Any]) -> tuple[str, str]:
+    """A header and a row in the papers' style: errors in %, ours beside the paper's."""
+    paper = result.get("paper") or {}
+
+    def pct(v):
+        return f"{100 * v:.2f}" if v is not None else "—"
+
+    header = ("| model | data | crops | mode | models | images | top-1 err % | top-5 err % | paper top-1 err % "
+              "| paper top-5 err % |\n|---|---|---|---|---|---|---|---|---|---|")
+    row = (f"| {result['model']} | {result['data']}/{result['split']} | {result['crops']} | {result['mode']} | "
+           f"{len(result['models'])} | {result['n_images']} | {pct(result['top1_err'])} | "
+           f"{pct(result.get('top5_err'))} | {pct(paper.get('top1_err'))} | {pct(paper.get('top5_err'))} |")
+    return header, row
 
 
 def evaluate(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
     start = time.time()
     run_dir = resolve_run_dir(run_dir)
-    crops = cfg.get("crops", 1)
-    if crops not in ALL_CROPS:
-        raise UserError(f"crops={crops!r}; valid choices: {', '.join(map(str, ALL_CROPS))}")
-    if crops not in SUPPORTED_CROPS:
-        raise UserError(f"crops={crops} is not implemented yet (available now: 1); see the evaluation issue")
-    paths = cfg.ckpt_path
-    if OmegaConf.is_list(paths):
-        if len(paths) != 1:
-            raise UserError("ensembles (a list of checkpoints) are not implemented yet: pass one ckpt_path")
-        paths = paths[0]
-    path = absolute(str(paths))
-    module, record = module_from_checkpoint(path)
-    with open_dict(cfg):
-        if cfg.data.get("root") not in (None, "???"):
-            cfg.data.root = absolute(cfg.data.root)
-        if cfg.data.get("image_size") is None:
-            cfg.data.image_size = record["image_size"]
-    dm = ImageDataModule(OmegaConf.to_container(cfg.data, resolve=True), {"name": "none"},
-                         record["model"]["name"], seed=int(cfg.seed)).load()
-    check_compatible(record, path, None, dm.num_classes)
+    crops = _crops(cfg)
+    paths = checkpoint_paths(cfg.get("ckpt_path"))
     split = cfg.get("split", "test")
     if split not in ("test", "val"):
         raise UserError(f"split={split!r}; valid choices: test, val")
+    ev = cfg.eval
+    members = [load_member(p, str(ev.get("weights", "averaged"))) for p in paths]
+    check_ensemble(members)
+    first = members[0]
+    with open_dict(cfg):
+        if cfg.data.get("root") not in (None, "???"):
+            cfg.data.root = absolute(cfg.data.root)
+        forced_size = cfg.data.get("image_size")
+        if forced_size is None:
+            cfg.data.image_size = first.record["image_size"]
+    dm = ImageDataModule(OmegaConf.to_container(cfg.data, resolve=True), {"name": "none"},
+                         first.name, seed=int(cfg.seed)).load()
+    for m in members:
+        check_compatible(m.record, m.path, None, dm.num_classes)
     data = dm.test_split if split == "test" else dm.val_split
     if data is None:
         raise UserError("split=val but data.val_split is 0")
-    with open_dict(dm.cfg):
-        dm.cfg.batch_size = int(cfg.eval.batch_size)
-    loader = dm._loader(data, train=False)
+
+    plans, keys = [], {}
+    for m in members:
+        size = int(forced_size) if forced_size is not None else int(m.record["image_size"])
+        if size < model_info(m.name).min_input_size:
+            raise UserError(f"data.image_size={size} is below the minimum input size "
+                            f"{model_info(m.name).min_input_size} of model {m.name!r}")
+        plan = make_plan(ev, crops, m.record, size, dm.native_size)
+        attach_dense(m, plan)
+        if plan not in keys:
+            keys[plan] = len(plans)
+            plans.append(plan)
+        m.plan = keys[plan]
+
+    device = pick_device(cfg)
+    scorer = Scorer(members, plans, aggregate=str(ev.get("aggregate", "softmax_mean")),
+                    crop_batch=int(ev.get("crop_batch", 256)), device=device,
+                    precision=str(cfg.get("trainer", {}).get("precision", "32-true")))
+    loader = view_loader(ViewDataset(SplitReader(data), len(data), plans), plans,
+                         batch_size=int(ev.get("batch_size", 256)), crop_batch=scorer.crop_batch,
+                         num_workers=int(cfg.data.num_workers), pin_memory=device.type == "cuda")
     k = min(int(cfg.get("topk", 5)), dm.num_classes)
     acc1 = MulticlassAccuracy(dm.num_classes, top_k=1, average="micro")
     acck = MulticlassAccuracy(dm.num_classes, top_k=k, average="micro")
-    with torch.inference_mode():
-        for x, y in tqdm(loader, desc=f"eval {record['model']['name']}", leave=False):
-            logits = module(x)
-            acc1.update(logits, y)
-            acck.update(logits, y)
-    result = {
-        "acc1": float(acc1.compute()),
-        "acc5" if k == 5 else f"acc{k}": float(acck.compute()),
+    name = "+".join(m.name for m in members)
+    t_scoring = time.time()
+    progress = bool(ev.get("progress", True))
+    for probs, labels, _, _ in scorer.run(loader, progress=progress, desc=f"eval {name}"):
+        acc1.update(probs, labels)
+        acck.update(probs, labels)
+    scoring_s = time.time() - t_scoring
+
+    a1, ak = float(acc1.compute()), float(acck.compute())
+    views = sum(plans[m.plan].views_per_image() for m in members)
+    result: dict[str, Any] = {
+        "acc1": a1,
+        f"acc{k}": ak,
+        "top1_err": round(1 - a1, 6),
+        f"top{k}_err": round(1 - ak, 6),
         "n_images": len(data),
         "crops": crops,
-        "mode": cfg.eval.get("mode", "crops"),
-        "models": [path],
-        "model": record["model"]["name"],
+        "mode": plans[0].mode,
+        "scales": {m.name: list(plans[m.plan].pixel_scales()) for m in members}
+        if plans[0].parts() != ["single"] else None,
+        "aggregate": scorer.aggregate,
+        "views_per_image": views,  # forward passes per image, over all models ("cost" in GoogLeNet Table 3)
+        "models": [m.path for m in members],
+        "model": name,
+        "weights": [m.weights for m in members],
         "data": str(cfg.data.name),
         "split": split,
         "image_size": dm.image_size,
+        "device": str(device),
+        "images_per_s": round(len(data) / max(scoring_s, 1e-9), 2),
         "wall_s": round(time.time() - start, 2),
     }
-    if module.info.paper_top1 is not None and record.get("data") == "imagenet":
-        result["paper"] = {"acc1": module.info.paper_top1, "acc5": module.info.paper_top5}
+    if "acc5" not in result:
+        result["acc5"] = None  # fewer than 5 classes
+    paper = paper_reference(first.name, str(cfg.data.name), dm.num_classes, crops, plans[0].mode,
+                            list(plans[0].reference_scales()) if plans[0].parts() != ["single"] else None,
+                            len(members))
+    if paper is not None:
+        result["paper"] = paper
+    header, row = markdown_row(result)
+    result["markdown"] = row
     write_json(run_dir / "eval.json", result)
-    print(f"cnnbench eval: {result['model']} on {result['data']}/{split} ({result['n_images']} images) — "
-          f"acc1 {result['acc1']:.4f} → {run_dir / 'eval.json'}", flush=True)
+    (run_dir / "eval.md").write_text(header + "\n" + row + "\n")
+    print(f"cnnbench eval: {name} on {result['data']}/{split} ({result['n_images']} images, crops={crops}, "
+          f"mode={result['mode']}, {views} views/image) — acc1 {a1:.4f}, acc{k} {ak:.4f} → {run_dir / 'eval.json'}",
+          flush=True)
+    print(header + "\n" + row, flush=True)
     return result
+

@@ -14,6 +14,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from cnnbench import reliability
 from cnnbench.checkpoint import check_compatible, load_checkpoint, record_of
 from cnnbench.data import ImageDataModule
 from cnnbench.runtime import PROCESS_START, UserError, absolute, resolve_run_dir, write_json
@@ -91,7 +92,18 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> list:
     every = cfg.checkpoint.get("every_n_steps")
     if every:
         callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="step{step:08d}", every_n_train_steps=int(every),
-                                         save_top_k=1, monitor="step", mode="max", save_last=True))
+                                         save_top_k=1, monitor="step", mode="max", save_last=True,
+                                         auto_insert_metric_name=False))
+    # reliability (docs/reliability.md): RNG states in checkpoints, SIGTERM/SIGUSR1 → save and stop,
+    # NaN/Inf loss → stop or skip, and (tests only) CNNBENCH_FAULT injection
+    fault = reliability.FaultInjection.from_env()
+    if fault is not None:
+        callbacks.append(fault)
+    callbacks += [reliability.RNGState(), reliability.Preemption(ckpt_dir),
+                  reliability.NonFiniteLoss(str(cfg.loss.get("on_nonfinite", "stop")))]
+    from cnnbench.training.recipe_callbacks import build_recipe_callbacks
+
+    callbacks.extend(build_recipe_callbacks(cfg))  # ema: (weight averaging), conditional_warmup:
     return callbacks
 
 
@@ -138,9 +150,8 @@ def _resolve_resume(cfg: DictConfig, run_dir: Path) -> str | None:
         raise UserError(f"resume={resume!r}; valid choices: auto (or leave unset)")
     if ckpt:
         return absolute(str(ckpt))
-    if resume == "auto":
-        last = run_dir / "checkpoints" / "last.ckpt"
-        return str(last) if last.is_file() else None
+    if resume == "auto":  # the newest loadable checkpoint of the run dir (also SLURM's hpc_ckpt_*.ckpt)
+        return reliability.newest_loadable_checkpoint(run_dir)
     return None
 
 
@@ -162,6 +173,18 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, callbacks: list | 
     trainer_kwargs: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)  # type: ignore[assignment]
     trainer_kwargs.pop("strategy", None)
     devices = _num_devices(cfg.trainer)
+    target_batch = cfg.hardware.get("target_global_batch")
+    if target_batch:  # reach the paper's global batch on fewer devices by gradient accumulation
+        from cnnbench.training.optim import accumulation_for
+
+        try:
+            accumulate = accumulation_for(
+                target_batch, int(cfg.data.batch_size) * devices * int(cfg.trainer.get("num_nodes", 1)))
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        trainer_kwargs["accumulate_grad_batches"] = accumulate
+        with open_dict(cfg):
+            cfg.trainer.accumulate_grad_batches = accumulate
     global_batch = int(cfg.data.batch_size) * devices * int(cfg.trainer.get("num_nodes", 1)) * int(
         cfg.trainer.get("accumulate_grad_batches", 1))
     optimizer_cfg = OmegaConf.to_container(cfg.optimizer, resolve=True)
@@ -176,31 +199,74 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, callbacks: list | 
         channels_last=bool(cfg.hardware.get("channels_last", False)),
     )
 
+    if (cfg.get("recipe") or {}).get("requires_init_from") and not cfg.get("init_from"):
+        raise UserError("this recipe fine-tunes a trained network: give init_from=<path to a cnnbench .ckpt>")
+    if cfg.get("init_from"):  # fine-tuning: weights (averaged when present) from a checkpoint, new head
+        from cnnbench.training.recipe_callbacks import init_from_checkpoint
+
+        if cfg.get("ckpt_path"):
+            raise UserError("init_from= and ckpt_path= exclude each other: init_from starts a new run from "
+                            "weights, ckpt_path resumes a run")
+        init_from_checkpoint(module.model, absolute(str(cfg.init_from)), str(cfg.model.name),
+                             new_head=bool(cfg.get("init_new_head", True)))
+
     ckpt_path = _resolve_resume(cfg, run_dir)
     if ckpt_path:
         record = record_of(load_checkpoint(ckpt_path), ckpt_path)  # refuses non-weights_only files
         check_compatible(record, ckpt_path, cfg.model.name, dm.num_classes)
 
+    # an unwritable or full run dir is reported now, not at the first checkpoint
+    reliability.check_run_dir(run_dir, reliability.estimate_checkpoint_bytes(module))
+
     has_val = dm.val_split is not None and len(dm.val_split) > 0
     if not has_val:
         trainer_kwargs["limit_val_batches"] = 0
+    all_callbacks = build_callbacks(cfg, run_dir, has_val) + list(callbacks or [])
     trainer = L.Trainer(
         **trainer_kwargs,
         strategy=build_strategy(cfg),
         logger=build_loggers(cfg, run_dir),
-        callbacks=build_callbacks(cfg, run_dir, has_val) + list(callbacks or []),
+        callbacks=all_callbacks,
         default_root_dir=str(run_dir),
         use_distributed_sampler=False,  # the data module shards per rank itself (seeded, resumable)
         enable_model_summary=False,
+        plugins=[reliability.AtomicCheckpointIO()],  # temp file + fsync + rename
     )
+    preempt = next(cb for cb in all_callbacks if isinstance(cb, reliability.Preemption))
+    nonfinite = next(cb for cb in all_callbacks if isinstance(cb, reliability.NonFiniteLoss))
     stopped = None
+    test_metrics: dict[str, float] = {}
+    best = None
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
     with _ddp_relaunch_context(str(cfg.get("task", "train")), run_dir):
         try:
-            trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
-            if trainer.interrupted:
-                stopped = "interrupted"
-            best = _best_checkpoint(trainer)
-            test_metrics = trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)[0]
+            try:
+                trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+            except SIGTERMException:
+                preempt.received = preempt.received or "SIGTERM"
+            last_loss = trainer.callback_metrics.get("train/loss")
+            if preempt.received:
+                stopped = {"reason": f"signal {preempt.received}", "step": int(trainer.global_step),
+                           "checkpoint": preempt.saved, "resume": "rerun the same command with resume=auto"}
+                best = preempt.saved
+            else:
+                if trainer.interrupted:
+                    stopped = "interrupted"
+                best = _best_checkpoint(trainer)
+                test_metrics = trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)[0]
+        except reliability.NonFiniteLossError as err:
+            stopped = {"reason": "non-finite loss", "step": int(trainer.global_step), "message": str(err),
+                       "last_checkpoint": _best_checkpoint(trainer)}
+            if trainer.is_global_zero:
+                write_json(run_dir / "results.json", {"model": cfg.model.name, "data": str(cfg.data.name),
+                                                      "run_dir": str(run_dir), "stopped": stopped,
+                                                      "steps": int(trainer.global_step), "resumed_from": ckpt_path})
+            raise
+        except BaseException as err:  # any other failure (e.g. one DDP rank raising): say so in the run dir
+            if not isinstance(err, SystemExit):
+                reliability.record_failure(run_dir, int(trainer.global_rank), err, int(trainer.global_step))
+            raise
         finally:
             _teardown_distributed()
 
@@ -218,7 +284,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, callbacks: list | 
         "lr_base": float(optimizer_cfg["lr"]),
         "lr_scaled": lr,
         "global_batch": global_batch,
-        "skipped_images": [],
+        "skipped_images": dm.skipped_images,
+        "skipped_steps": nonfinite.skipped,
+        "train/loss_last": float(last_loss) if last_loss is not None else None,
         "n_train": len(dm.train_split),
         "n_test": len(dm.test_split),
         "resumed_from": ckpt_path,
@@ -227,7 +295,11 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, callbacks: list | 
         results["stopped"] = stopped
     if trainer.is_global_zero:
         write_json(run_dir / "results.json", results)
-        _summary_line(results)
+        if isinstance(stopped, dict) and stopped["reason"].startswith("signal"):
+            print(f"cnnbench: {results['model']} stopped by {stopped['reason'][7:]} at step {stopped['step']}; "
+                  f"checkpoint {stopped['checkpoint']}; rerun with resume=auto to continue", flush=True)
+        else:
+            _summary_line(results)
     return results
 
 

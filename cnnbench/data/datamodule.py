@@ -3,6 +3,11 @@
 Determinism: the training sampler yields `epoch·N + index`, and every sample's augmentation is seeded
 from (seed, epoch, index). The images a run sees therefore depend only on the seed — not on the number
 of workers, the process count, or where a run was resumed.
+
+Mid-epoch resume (pitfalls.md §7): the data module's `state_dict` (which Lightning stores in every
+checkpoint and hands back through `load_state_dict` on resume) records the epoch and how many
+training batches of it were consumed; the resumed sampler skips exactly those, so the rest of the
+epoch sees the same images in the same order with the same augmentation.
 """
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from cnnbench.data.sources import Source, Split, load_source
+from cnnbench.data.sources import BadImageError, Source, Split, load_source, scan_images
 from cnnbench.data.transforms import eval_transform, train_transform
 from cnnbench.models import model_info
 from cnnbench.models.registry import native_input_size
@@ -29,11 +34,17 @@ def _sample_seed(seed: int, epoch: int, index: int) -> int:
 
 
 def load_image_file(path: str) -> np.ndarray:
-    """Any image file → uint8 HWC RGB (gray, palette, RGBA, CMYK and 16-bit modes converted)."""
-    from PIL import Image
+    """Any image file → uint8 HWC RGB (gray, palette, RGBA, CMYK and 16-bit modes converted).
 
-    with Image.open(path) as im:
+    A file that cannot be decoded raises `BadImageError` naming it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        im = Image.open(path)
         im.load()
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+        raise BadImageError(f"cannot decode image {path}: {' '.join(str(err).split())}") from None
+    with im:
         if im.mode in ("I;16", "I;16B", "I;16L", "I"):
             arr = np.asarray(im, dtype=np.float64)
             arr = np.clip(arr / (257.0 if arr.max() > 255 else 1.0), 0, 255).astype(np.uint8)
@@ -47,6 +58,8 @@ class AugmentedImages(Dataset):
     def __init__(self, split: Split, transform, seed: int | None) -> None:
         self.split, self.transform, self.seed = split, transform, seed
         self.n = len(split)
+        self.substitutes: dict[int, int] = {}  # skip mode: a bad file found at first touch → a good one
+        self.skip_bad = False
 
     def __len__(self) -> int:
         return self.n
@@ -56,8 +69,7 @@ class AugmentedImages(Dataset):
         if self.split.images is not None:
             image, label = self.split.images[index], int(self.split.labels[index])
         else:
-            path, label = self.split.files[index]
-            image = load_image_file(path)
+            image, label = self._read_file(index)
         if self.seed is not None:
             s = _sample_seed(self.seed, epoch, index)
             self.transform.set_random_state(np.random.Generator(np.random.PCG64(s)), random.Random(s))
@@ -65,6 +77,22 @@ class AugmentedImages(Dataset):
         if out.ndim == 2:
             out = out[..., None]
         return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1))), label
+
+
+    def _read_file(self, index: int) -> tuple[np.ndarray, int]:
+        # the scan at `load()` catches bad files up front; this guards files that change afterwards
+        for attempt in range(self.n):
+            j = (index + attempt) % self.n
+            path, label = self.split.files[j]
+            try:
+                return load_image_file(path), int(label)
+            except BadImageError:
+                if not self.skip_bad:
+                    raise
+                import logging
+
+                logging.getLogger("cnnbench").warning("skipping unreadable image %s (data.on_bad_image=skip)", path)
+        raise BadImageError(f"no readable image in a split of {self.n} files")
 
 
 class EpochSampler(Sampler[int]):
@@ -77,6 +105,7 @@ class EpochSampler(Sampler[int]):
     def __init__(self, n: int, seed: int, shuffle: bool, rank: int = 0, world: int = 1, even: bool = True) -> None:
         self.n, self.seed, self.shuffle, self.rank, self.world, self.even = n, seed, shuffle, rank, world, even
         self.epoch = 0
+        self.resume: tuple[int, int] | None = None  # (epoch, samples of this rank's order to skip)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -94,7 +123,13 @@ class EpochSampler(Sampler[int]):
 
     def __iter__(self):
         offset = self.epoch * self.n if self.shuffle else 0
-        return iter((self._indices() + offset).tolist())
+        order = self._indices() + offset
+        if self.resume is not None:
+            epoch, skip = self.resume
+            self.resume = None
+            if epoch == self.epoch:
+                order = order[skip:]
+        return iter(order.tolist())
 
     def __len__(self) -> int:
         return len(self._indices())
@@ -126,6 +161,8 @@ class ImageDataModule(L.LightningDataModule):
         self.model_kwargs = dict(model_kwargs or {})
         self._source: Source | None = None
         self.train_split = self.val_split = self.test_split = None
+        self.skipped_images: list[dict[str, str]] = []
+        self._resume: dict[str, int] | None = None
 
     # -- resolved properties (valid after `load()`) ------------------------------------------------
     def load(self) -> ImageDataModule:
@@ -135,6 +172,7 @@ class ImageDataModule(L.LightningDataModule):
         cfg = self.cfg
         source = load_source(cfg, self.seed)
         self._source = source
+        self._check_images(source)
         train = source.train
         n_val = _count(cfg.val_split, len(train))
         if n_val >= len(train):
@@ -154,6 +192,33 @@ class ImageDataModule(L.LightningDataModule):
         self.crop_pct = 1.0 if source.native_size is not None else self.info.crop_pct
         self.normalization = self._normalization()
         return self
+
+    def _check_images(self, source: Source) -> None:
+        """Scan file-backed splits before training (data.on_bad_image): `error` names the first bad
+        file, `skip` drops every bad file and records it in `skipped_images`."""
+        mode = self.cfg.get("on_bad_image", "error")
+        if mode not in ("skip", "error"):
+            raise ValueError(f"data.on_bad_image={mode!r}; valid choices: skip, error")
+        for name in ("train", "test"):
+            split = getattr(source, name)
+            if split.images is not None:
+                continue
+            bad = scan_images([path for path, _ in split.files], stop_at_first=mode == "error")
+            if not bad:
+                continue
+            if mode == "error":
+                path, reason = bad[0]
+                raise BadImageError(f"bad image {path}: {reason} (data.on_bad_image=skip drops such files)")
+            dropped = {path for path, _ in bad}
+            split.files[:] = [(p, label) for p, label in split.files if p not in dropped]
+            self.skipped_images += [{"path": p, "reason": r, "split": name} for p, r in bad]
+            import logging
+
+            logging.getLogger("cnnbench").warning(
+                "data.on_bad_image=skip: skipped %d bad %s image(s): %s", len(bad), name,
+                "; ".join(f"{p} ({r})" for p, r in bad[:20]) + (" …" if len(bad) > 20 else ""))
+        if not source.train.files and source.train.images is None:
+            raise BadImageError("every training image was bad and skipped")
 
     def _limit(self, split: Split, limit: int | None, stream: int) -> Split:
         if limit is None or limit >= len(split):
@@ -178,7 +243,6 @@ class ImageDataModule(L.LightningDataModule):
         return wanted
 
     def _normalization(self) -> dict[str, Any]:
-        in_chans = int(self.cfg.in_chans)
         mode = self.cfg.mean_mode
         if mode not in ("channel", "pixel"):
             raise ValueError(f"data.mean_mode={mode!r}; valid choices: channel, pixel")
@@ -240,7 +304,11 @@ class ImageDataModule(L.LightningDataModule):
         else:
             transform = eval_transform(self.image_size, self.native_size, self.crop_pct)
         dataset = AugmentedImages(split, transform, self.seed if train else None)
+        dataset.skip_bad = self.cfg.get("on_bad_image", "error") == "skip"
         sampler = EpochSampler(len(split), self.seed, shuffle=train, rank=rank, world=world, even=train)
+        if train and self._resume is not None:
+            sampler.resume = (int(self._resume["epoch"]), int(self._resume["batches"]) * int(self.cfg.batch_size))
+            self._resume = None
         workers = int(self.cfg.num_workers)
         return DataLoader(
             dataset,
@@ -251,7 +319,23 @@ class ImageDataModule(L.LightningDataModule):
             persistent_workers=bool(self.cfg.persistent_workers) and workers > 0,
             drop_last=False,
             worker_init_fn=_limit_worker_threads,
+            # worker seeds come from this generator, so creating an iterator never draws from the
+            # global torch RNG (which a resumed run restores exactly)
+            generator=torch.Generator().manual_seed(self.seed),
         )
+
+    # -- resume state (stored by Lightning in every checkpoint) -------------------------------------
+    def state_dict(self) -> dict[str, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return {}
+        progress = trainer.fit_loop.epoch_loop.batch_progress.current
+        # `processed` counts the batches whose training step ran, which is what Lightning's own
+        # counters report as done once it restores from this checkpoint
+        return {"epoch": int(trainer.current_epoch), "batches": int(progress.processed)}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self._resume = dict(state_dict) if state_dict else None
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_split, train=True)

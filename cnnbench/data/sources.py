@@ -228,3 +228,67 @@ def load_source(cfg, seed: int) -> Source:
     if name == "synthetic":
         return load_synthetic(cfg.num_classes, cfg.num_train, cfg.num_test, cfg.native_size, cfg.in_chans, seed)
     raise ValueError(f"unknown dataset {name!r}; valid choices: {', '.join(DATASETS)}")
+
+
+# -- bad image files (data.on_bad_image) ---------------------------------------------------------------
+class BadImageError(ValueError):
+    """An image file that cannot be used; the message names the file."""
+
+
+_TRAILERS = {"JPEG": (b"\xff\xd9",), "PNG": (b"IEND\xaeB`\x82",), "GIF": (b";",)}
+
+
+def check_image(path: str) -> str | None:
+    """Why `path` is not a usable image (None when it is).
+
+    Cheap for good files: the header is parsed and the file's last bytes are compared with the
+    format's end marker; only files whose end marker is missing are fully decoded to decide
+    (a truncated file fails to decode, a file with harmless trailing bytes decodes)."""
+    import os
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        size = os.path.getsize(path)
+    except OSError as err:
+        return f"unreadable ({err.strerror or err})"
+    if size == 0:
+        return "empty file (0 bytes)"
+    try:
+        with Image.open(path) as im:
+            fmt, (w, h), mode = im.format, im.size, im.mode
+            if w < 1 or h < 1:
+                return f"image of size {w}x{h}"
+            trailers = _TRAILERS.get(fmt or "")
+            if trailers:
+                with open(path, "rb") as f:
+                    f.seek(max(0, size - 16))
+                    tail = f.read().rstrip(b"\0\r\n ")
+                if not any(tail.endswith(t) for t in trailers):
+                    im.load()
+            try:
+                Image.new(mode, (1, 1))
+            except ValueError:
+                return f"unsupported pixel mode {mode}"
+    except UnidentifiedImageError:
+        return "not an image file PIL can identify"
+    except (OSError, SyntaxError, ValueError) as err:
+        return f"corrupt or truncated ({' '.join(str(err).split())})"
+    return None
+
+
+def scan_images(paths: list[str], stop_at_first: bool = False, threads: int = 8) -> list[tuple[str, str]]:
+    """(path, reason) for every bad file of `paths` (in order); threads overlap the file reads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    bad: list[tuple[str, str]] = []
+    chunk = 256
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for start in range(0, len(paths), chunk):
+            part = paths[start: start + chunk]
+            for path, reason in zip(part, pool.map(check_image, part), strict=True):
+                if reason is not None:
+                    bad.append((path, reason))
+                    if stop_at_first:
+                        return bad
+    return bad

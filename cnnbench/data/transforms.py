@@ -9,8 +9,79 @@ import math
 
 import albumentations as A
 import cv2
+import numpy as np
 
-AUGMENTATIONS = ("none", "pad_crop_flip", "random_resized_crop", "scale_jitter")
+AUGMENTATIONS = ("none", "pad_crop_flip", "cifar", "random_resized_crop", "scale_jitter", "resnet_imagenet", "vgg",
+                 "googlenet", "inception", "efficientnet")
+
+INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST,
+                  "cubic": cv2.INTER_CUBIC}
+
+
+class TorchvisionPolicy(A.ImageOnlyTransform):
+    """torchvision.transforms.v2 AutoAugment / RandAugment inside an albumentations pipeline, seeded from the
+    pipeline's random state (so per-sample seeding covers it too). Hand-written glue only: the policy is
+    torchvision's."""
+
+    def __init__(self, policy: str = "imagenet", p: float = 1.0) -> None:
+        super().__init__(p=p)
+        from torchvision.transforms import v2
+
+        if policy == "imagenet":
+            self.op = v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET)
+        elif policy == "randaugment":
+            self.op = v2.RandAugment()
+        else:
+            raise ValueError(f"augmentation.auto_augment={policy!r}; valid choices: imagenet, randaugment, none")
+        self.policy = policy
+
+    def get_params(self) -> dict:
+        return {"torch_seed": self.py_random.randint(0, 2**31 - 1)}
+
+    def apply(self, img: np.ndarray, torch_seed: int = 0, **params) -> np.ndarray:
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(torch_seed)
+            y = self.op(x)
+        return y.permute(1, 2, 0).contiguous().numpy()
+
+    def get_transform_init_args_names(self):
+        return ("policy",)
+
+
+def _random_resized_crop(aug, image_size: int) -> A.BasicTransform:
+    """Inception-style crop; `interpolations` (several) picks one per sample with equal probability."""
+    names = list(aug.get("interpolations") or [aug.get("interpolation", "linear")])
+    for n in names:
+        if n not in INTERPOLATIONS:
+            raise ValueError(f"augmentation interpolation {n!r}; valid choices: {', '.join(INTERPOLATIONS)}")
+    crops = [A.RandomResizedCrop(size=(image_size, image_size), scale=tuple(aug.scale), ratio=tuple(aug.ratio),
+                                 interpolation=INTERPOLATIONS[n]) for n in names]
+    return crops[0] if len(crops) == 1 else A.OneOf(crops, p=1.0)
+
+
+def _scale_jitter(aug, image_size: int) -> list:
+    factor = image_size / float(aug.reference_size)
+    lo, hi = max(image_size, round(aug.min_side * factor)), max(image_size, round(aug.max_side * factor))
+    return [A.SmallestMaxSize(max_size=list(range(lo, hi + 1))), A.RandomCrop(image_size, image_size)]
+
+
+def _colour(aug) -> list:
+    """Photometric steps named in the augmentation config (each optional)."""
+    out = []
+    if aug.get("brightness_delta"):  # additive, as TF's random_brightness (fraction of 255)
+        d = float(aug.brightness_delta)
+        out.append(A.RandomBrightnessContrast(brightness_limit=(-d, d), contrast_limit=(0, 0), brightness_by_max=True,
+                                              p=1.0))
+    jitter = aug.get("color_jitter")
+    if jitter:  # multiplicative factors in [1 − x, 1 + x], applied in random order
+        out.append(A.ColorJitter(brightness=float(jitter.get("brightness", 0)), contrast=float(jitter.get("contrast", 0)),
+                                 saturation=float(jitter.get("saturation", 0)), hue=float(jitter.get("hue", 0)), p=1.0))
+    if aug.get("pca_alpha"):  # AlexNet-style PCA lighting noise (albumentations' per-image FancyPCA)
+        out.append(A.FancyPCA(alpha=float(aug.pca_alpha), p=1.0))
+    return out
 
 
 def eval_transform(image_size: int, native_size: int | None, crop_pct: float) -> A.Compose:
@@ -34,9 +105,11 @@ def train_transform(aug, image_size: int, native_size: int | None, crop_pct: flo
     flip = [A.HorizontalFlip(p=0.5)] if aug.get("hflip", False) else []
     if name == "none":
         return eval_transform(image_size, native_size, crop_pct)
-    if name == "pad_crop_flip":
+    if name in ("pad_crop_flip", "cifar"):
         base = list(eval_transform(image_size, native_size, crop_pct).transforms)
         pad = int(aug.pad)
+        if aug.get("reference_size"):  # He et al. pad 4 at 32 px: keep the proportion at other sizes
+            pad = max(1, round(pad * image_size / float(aug.reference_size)))
         return A.Compose(
             base
             + [
@@ -46,13 +119,13 @@ def train_transform(aug, image_size: int, native_size: int | None, crop_pct: flo
             + flip
         )
     if name == "random_resized_crop":
-        return A.Compose(
-            [A.RandomResizedCrop(size=(image_size, image_size), scale=tuple(aug.scale), ratio=tuple(aug.ratio))] + flip
-        )
-    if name == "scale_jitter":
-        factor = image_size / float(aug.reference_size)
-        lo, hi = max(image_size, round(aug.min_side * factor)), max(image_size, round(aug.max_side * factor))
-        return A.Compose(
-            [A.SmallestMaxSize(max_size=list(range(lo, hi + 1))), A.RandomCrop(image_size, image_size)] + flip
-        )
+        return A.Compose([_random_resized_crop(aug, image_size)] + flip + _colour(aug))
+    if name in ("scale_jitter", "resnet_imagenet", "vgg"):
+        return A.Compose(_scale_jitter(aug, image_size) + flip + _colour(aug))
+    if name in ("googlenet", "inception"):
+        return A.Compose([_random_resized_crop(aug, image_size)] + flip + _colour(aug))
+    if name == "efficientnet":
+        policy = aug.get("auto_augment") or "none"
+        extra = [] if policy == "none" else [TorchvisionPolicy(policy)]
+        return A.Compose([_random_resized_crop(aug, image_size)] + flip + extra)
     raise ValueError(f"unknown augmentation {name!r}; valid choices: {', '.join(AUGMENTATIONS)}")

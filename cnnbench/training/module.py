@@ -1,6 +1,7 @@
 """The LightningModule: a registered model, its input normalisation, the loss (with aux heads) and metrics."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
@@ -13,7 +14,18 @@ from cnnbench.models import create_model, main_logits, model_info
 from cnnbench.training.optim import build_optimizer, build_scheduler
 
 # Keys of the model config that are cnnbench settings, not constructor options.
-MODEL_SETTINGS = ("name", "compile")
+# bn_momentum / bn_eps override every BatchNorm layer after construction (PyTorch momentum = 1 − TF decay).
+MODEL_SETTINGS = ("name", "compile", "bn_momentum", "bn_eps")
+
+
+def apply_bn_overrides(model: torch.nn.Module, model_cfg: dict[str, Any]) -> None:
+    momentum, eps = model_cfg.get("bn_momentum"), model_cfg.get("bn_eps")
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            if momentum is not None:
+                m.momentum = float(momentum)
+            if eps is not None:
+                m.eps = float(eps)
 
 
 def model_kwargs(model_cfg: dict[str, Any]) -> dict[str, Any]:
@@ -77,6 +89,7 @@ class ClassificationModule(L.LightningModule):
         name = model["name"]
         self.info = model_info(name)
         self.model = create_model(name, num_classes=num_classes, in_chans=in_chans, **model_kwargs(model))
+        apply_bn_overrides(self.model, model)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.normalize = Normalize(normalization, in_chans)
@@ -118,11 +131,12 @@ class ClassificationModule(L.LightningModule):
     # -- steps -----------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
         x, y = batch
-        loss, _ = self.compute_loss(self.model(self.prepare(x)), y)
+        loss, logits = self.compute_loss(self.model(self.prepare(x)), y)
         # on_step logging stays on the device (no host sync); Lightning reads it every log_every_n_steps.
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
         self.train_loss.update(loss.detach())
-        return loss
+        # logits go to callbacks (e.g. the conditional warmup reads the training error from them)
+        return {"loss": loss, "logits": logits.detach()}
 
     def on_train_epoch_end(self) -> None:
         self.log("train/loss_epoch", self.train_loss.compute(), sync_dist=False)
@@ -159,15 +173,44 @@ class ClassificationModule(L.LightningModule):
         opt_cfg = self.hparams.optimizer or {"name": "sgd", "lr": self.lr}
         optimizer = build_optimizer(self.model, opt_cfg, self.lr)
         total = int(self.trainer.estimated_stepping_batches)
-        epochs = max(1, int(self.trainer.max_epochs or 1))
-        steps_per_epoch = total / epochs
-        scheduler = build_scheduler(optimizer, self.hparams.schedule or {"name": "constant"}, self.lr, total,
-                                    steps_per_epoch)
+        # optimizer steps per epoch from the loader (not total/max_epochs: a run may stop on trainer.max_steps)
+        batches = self.trainer.num_training_batches
+        accumulate = max(1, int(self.trainer.accumulate_grad_batches))
+        if isinstance(batches, (int, float)) and math.isfinite(batches) and batches > 0:
+            steps_per_epoch = max(1.0, math.ceil(batches / accumulate))
+        else:
+            steps_per_epoch = total / max(1, int(self.trainer.max_epochs or 1))
+        schedule = self.hparams.schedule or {"name": "constant"}
+        scheduler = build_scheduler(optimizer, schedule, self.lr, total, steps_per_epoch)
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            if not self.trainer.limit_val_batches:
+                from cnnbench.runtime import UserError
+
+                raise UserError("schedule=plateau watches val/acc1, but this run has no validation split "
+                                "(data.val_split=0); set data.val_split or pick another schedule")
+            # stepped after each validation on the monitored metric (val/acc1 ⇔ validation error)
+            return {"optimizer": optimizer, "lr_scheduler": {
+                "scheduler": scheduler, "interval": "epoch", "frequency": 1,
+                "monitor": str(schedule.get("monitor", "val/acc1")), "strict": True}}
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # -- checkpoint contents -----------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["cnnbench"] = checkpoint_record(self.hparams)
+        # model.compile=true: store the eager names (no `_orig_mod.`), so checkpoints of compiled and eager
+        # runs are interchangeable (resume either way, eval, predict, export)
+        if "state_dict" in checkpoint:
+            checkpoint["state_dict"] = {k.replace("model._orig_mod.", "model.", 1): v
+                                        for k, v in checkpoint["state_dict"].items()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # runs before Lightning loads the weights: map eager names onto a compiled model (and back)
+        if "state_dict" in checkpoint:
+            eager = {k.replace("model._orig_mod.", "model.", 1): v for k, v in checkpoint["state_dict"].items()}
+            if self._compiled:
+                eager = {("model._orig_mod." + k[len("model."):]) if k.startswith("model.") else k: v
+                         for k, v in eager.items()}
+            checkpoint["state_dict"] = eager
 
     @property
     def model_name(self) -> str:

@@ -1,4 +1,8 @@
-"""Optimizers (`conf/optimizer/`) and per-iteration learning-rate schedules (`conf/schedule/`)."""
+"""Optimizers (`conf/optimizer/`) and learning-rate schedules (`conf/schedule/`).
+
+Every schedule except `plateau` steps once per optimizer step; lengths are given in `*_steps` or `*_epochs`
+(fractional epochs allowed) and converted with the run's optimizer steps per epoch.
+"""
 from __future__ import annotations
 
 import math
@@ -7,8 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-OPTIMIZERS = ("sgd", "rmsprop", "adamw")
-SCHEDULES = ("onecycle", "cosine", "multistep", "constant")
+OPTIMIZERS = ("sgd", "rmsprop", "adamw", "rmsprop_tf")
+SCHEDULES = ("onecycle", "cosine", "multistep", "exponential", "poly", "plateau", "constant")
 
 _NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 
@@ -29,6 +33,59 @@ def param_groups(model: nn.Module, weight_decay: float, no_decay_bn: bool, no_de
     return groups
 
 
+class RMSpropTF(torch.optim.Optimizer):
+    """RMSProp with TensorFlow-1 semantics (pitfalls.md §5; inception.md B.8; efficientnet.md §3).
+
+    Per parameter, with gradient g (plus coupled L2: g ← g + weight_decay·θ):
+
+        ms  ← decay·ms + (1 − decay)·g²          ms starts at 1, not 0
+        mom ← momentum·mom + lr·g / √(ms + ε)    ε inside the square root; lr inside the buffer
+        θ   ← θ − mom
+
+    Hand-written: torch.optim.RMSprop differs on all three points and no installed library provides this.
+    """
+
+    def __init__(self, params, lr: float = 0.01, decay: float = 0.9, momentum: float = 0.9, eps: float = 1.0,
+                 weight_decay: float = 0.0) -> None:
+        if lr < 0 or eps < 0 or not 0.0 <= decay < 1.0 or momentum < 0:
+            raise ValueError(f"invalid rmsprop_tf settings: lr={lr}, decay={decay}, momentum={momentum}, eps={eps}")
+        super().__init__(params, dict(lr=lr, decay=decay, momentum=momentum, eps=eps, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, rho, mu, eps, wd = (group[k] for k in ("lr", "decay", "momentum", "eps", "weight_decay"))
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if g.is_sparse:
+                    raise RuntimeError("rmsprop_tf does not support sparse gradients")
+                if wd:
+                    g = g.add(p, alpha=wd)
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.zeros((), dtype=torch.float32)
+                    state["square_avg"] = torch.ones_like(p, memory_format=torch.preserve_format)
+                    if mu > 0:
+                        state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["step"] += 1
+                ms = state["square_avg"]
+                ms.mul_(rho).addcmul_(g, g, value=1.0 - rho)
+                update = g / ms.add(eps).sqrt_()
+                if mu > 0:
+                    buf = state["momentum_buffer"]
+                    buf.mul_(mu).add_(update, alpha=lr)
+                    p.sub_(buf)
+                else:
+                    p.sub_(update, alpha=lr)
+        return loss
+
+
 def build_optimizer(model: nn.Module, cfg: dict[str, Any], lr: float) -> torch.optim.Optimizer:
     name = cfg["name"]
     groups = param_groups(model, float(cfg.get("weight_decay", 0.0)), bool(cfg.get("no_decay_bn", False)),
@@ -39,10 +96,31 @@ def build_optimizer(model: nn.Module, cfg: dict[str, Any], lr: float) -> torch.o
     if name == "rmsprop":
         return torch.optim.RMSprop(groups, lr=lr, alpha=float(cfg.get("alpha", 0.99)), eps=float(cfg.get("eps", 1e-8)),
                                    momentum=float(cfg.get("momentum", 0.0)))
+    if name == "rmsprop_tf":
+        return RMSpropTF(groups, lr=lr, decay=float(cfg.get("decay", 0.9)), momentum=float(cfg.get("momentum", 0.9)),
+                         eps=float(cfg.get("eps", 1.0)))
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.get("betas", (0.9, 0.999))),
                                  eps=float(cfg.get("eps", 1e-8)))
     raise ValueError(f"unknown optimizer {name!r}; valid choices: {', '.join(OPTIMIZERS)}")
+
+
+def global_batch_size(batch_size: int, devices: int, num_nodes: int, accumulate: int) -> int:
+    """Images per optimizer step: per-device batch × devices × nodes × accumulated batches."""
+    return int(batch_size) * int(devices) * int(num_nodes) * int(accumulate)
+
+
+def accumulation_for(target_global_batch: int | None, per_step_batch: int) -> int:
+    """Gradient accumulation that reaches `target_global_batch` with `per_step_batch` images per forward pass
+    over all processes (hardware.target_global_batch). Must divide exactly, so the LR scaling stays honest."""
+    if not target_global_batch:
+        return 1
+    target = int(target_global_batch)
+    if target < per_step_batch or target % per_step_batch:
+        raise ValueError(
+            f"hardware.target_global_batch={target} is not a multiple of batch_size × devices × nodes = "
+            f"{per_step_batch}; choose a target divisible by {per_step_batch} (or change data.batch_size)")
+    return target // per_step_batch
 
 
 def scaled_lr(cfg: dict[str, Any], global_batch: int) -> float:
@@ -64,29 +142,47 @@ def _steps(cfg: dict[str, Any], key: str, steps_per_epoch: float) -> int:
     return int(round(float(cfg.get(f"{key}_epochs", 0) or 0) * steps_per_epoch))
 
 
+def _period(cfg: dict[str, Any], key: str, steps_per_epoch: float) -> float:
+    """Like _steps but keeps fractions (2.4 epochs × 390.6 steps is not a whole number of steps)."""
+    steps = cfg.get(f"{key}_steps")
+    if steps is not None:
+        return float(steps)
+    return float(cfg.get(f"{key}_epochs", 0) or 0) * steps_per_epoch
+
+
 class LRFactor:
     """Multiplier of the base LR at optimizer step `t` (picklable, plain state)."""
 
     def __init__(self, name: str, total_steps: int, warmup: int, milestones: list[int], gamma: float,
-                 min_ratio: float) -> None:
+                 min_ratio: float, decay_period: float = 0.0, staircase: bool = True, power: float = 1.0,
+                 warmup_start: float = 0.0) -> None:
         self.name, self.total, self.warmup = name, max(1, total_steps), warmup
         self.milestones, self.gamma, self.min_ratio = sorted(milestones), gamma, min_ratio
+        self.decay_period, self.staircase, self.power = decay_period, staircase, power
+        self.warmup_start = warmup_start
 
     def __call__(self, t: int) -> float:
         if self.warmup > 0 and t < self.warmup:
-            return (t + 1) / self.warmup
+            return self.warmup_start + (1.0 - self.warmup_start) * (t + 1) / self.warmup
         if self.name == "constant":
             return 1.0
         if self.name == "multistep":
             return self.gamma ** sum(t >= m for m in self.milestones)
+        if self.name == "exponential":
+            # Counted on the global step, warmup included (as TF's exponential_decay on global_step).
+            periods = t / self.decay_period if self.decay_period > 0 else 0.0
+            return self.gamma ** (math.floor(periods) if self.staircase else periods)
+        progress = min(1.0, (t - self.warmup) / max(1, self.total - self.warmup))
         if self.name == "cosine":
-            progress = min(1.0, (t - self.warmup) / max(1, self.total - self.warmup))
             return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        if self.name == "poly":
+            return self.min_ratio + (1 - self.min_ratio) * (1 - progress) ** self.power
         raise ValueError(self.name)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict[str, Any], lr: float, total_steps: int,
-                    steps_per_epoch: float) -> torch.optim.lr_scheduler.LRScheduler:
+                    steps_per_epoch: float):
+    """A per-step LambdaLR (or OneCycleLR), or ReduceLROnPlateau for `plateau` (stepped per validation)."""
     name = cfg["name"]
     if name == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
@@ -97,12 +193,24 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict[str, Any], lr: f
         )
     if name not in SCHEDULES:
         raise ValueError(f"unknown schedule {name!r}; valid choices: {', '.join(SCHEDULES)}")
+    if name == "plateau":
+        # ÷factor when the monitored metric stops improving (He et al. §3.4: "divided by 10 when the error
+        # plateaus"); monitoring val/acc1 in mode max is monitoring the validation error in mode min.
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode=str(cfg.get("mode", "max")), factor=float(cfg.get("factor", 0.1)),
+            patience=int(cfg.get("patience_epochs", 5)), threshold=float(cfg.get("threshold", 1e-4)),
+            min_lr=float(cfg.get("min_lr", 0.0)), cooldown=int(cfg.get("cooldown_epochs", 0)))
     milestones = []
     if name == "multistep":
         if cfg.get("milestones_steps") is not None:
             milestones = [int(m) for m in cfg["milestones_steps"]]
         else:
             milestones = [int(round(float(m) * steps_per_epoch)) for m in cfg.get("milestones_epochs") or []]
+    decay_period = _period(cfg, "decay_every", steps_per_epoch) if name == "exponential" else 0.0
+    if name == "exponential" and decay_period <= 0:
+        raise ValueError("schedule=exponential needs schedule.decay_every_epochs or schedule.decay_every_steps > 0")
     factor = LRFactor(name, total_steps, _steps(cfg, "warmup", steps_per_epoch), milestones,
-                      float(cfg.get("gamma", 0.1)), float(cfg.get("min_lr_ratio", 0.0)))
+                      float(cfg.get("gamma", 0.1)), float(cfg.get("min_lr_ratio", 0.0)), decay_period=decay_period,
+                      staircase=bool(cfg.get("staircase", True)), power=float(cfg.get("power", 1.0)),
+                      warmup_start=float(cfg.get("warmup_start_ratio", 0.0)))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -60,3 +60,51 @@ def test_predict_top5_with_class_names(tmp_path, tiny_checkpoint, jpeg_imagefold
     assert all(r["class"] in [str(i) for i in range(10)] for r in rows)
     probs = [r["prob"] for r in rows]
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0 + 1e-6
+
+
+def test_predict_crops_and_ensemble_on_one_image(tmp_path, tiny_checkpoint, tiny_checkpoint_b, jpeg_imagefolder):
+    from cnnbench.commands.predict import predict
+
+    image = next((jpeg_imagefolder / "val").rglob("*.jpg"))
+    one = predict(compose_cfg("predict", [f"ckpt_path={tiny_checkpoint}", f"image={image}", "topk=3"]))
+    ten = predict(compose_cfg("predict", [f"ckpt_path={tiny_checkpoint}", f"image={image}", "crops=10", "topk=3"]))
+    assert len(one) == len(ten) == 3 and [r["prob"] for r in one] != [r["prob"] for r in ten]
+    both = predict(compose_cfg("predict", [f"ckpt_path=[{tiny_checkpoint},{tiny_checkpoint_b}]", f"image={image}",
+                                           "topk=10"]))
+    b = predict(compose_cfg("predict", [f"ckpt_path={tiny_checkpoint_b}", f"image={image}", "topk=10"]))
+    a = predict(compose_cfg("predict", [f"ckpt_path={tiny_checkpoint}", f"image={image}", "topk=10"]))
+    pa, pb = ({r["class"]: r["prob"] for r in x} for x in (a, b))
+    for r in both:
+        assert r["prob"] == pytest.approx((pa[r["class"]] + pb[r["class"]]) / 2, abs=1e-5)
+
+
+def test_predict_folder_writes_csv_and_skips_unreadable_files(tmp_path, tiny_checkpoint, jpeg_imagefolder):
+    import csv
+    import shutil
+
+    from cnnbench.commands.predict import predict
+
+    folder = tmp_path / "imgs"
+    shutil.copytree(jpeg_imagefolder / "val", folder)
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    n = len(list(folder.rglob("*.jpg"))) - 1
+    rows = predict(compose_cfg("predict", [f"ckpt_path={tiny_checkpoint}", f"image={folder}", "topk=2",
+                                           f"output={tmp_path / 'p.csv'}"]))
+    with open(tmp_path / "p.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert len(rows) == len(table) == n
+    assert list(table[0]) == ["image", "class1", "prob1", "class2", "prob2"]
+    assert all(float(t["prob1"]) >= float(t["prob2"]) for t in table)
+    assert not any("broken" in t["image"] for t in table)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["image=/nonexistent/x.jpg"], "image not found"),
+    (["crops=7"], "valid choices: 1, 10, 12, 50, 144"),
+])
+def test_predict_bad_input_names_it(tmp_path, tiny_checkpoint, jpeg_imagefolder, args, needle):
+    from cnnbench.commands.predict import predict
+
+    image = next((jpeg_imagefolder / "val").rglob("*.jpg"))
+    with pytest.raises(UserError, match=needle):
+        predict(compose_cfg("predict", [f"ckpt_path={tiny_checkpoint}", f"image={image}", *args]))

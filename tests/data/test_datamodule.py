@@ -137,3 +137,31 @@ def test_pixel_mean_mode_subtracts_mean_image():
     assert mean_image.shape == (3, 32, 32)
     expected = dm.train_split.images.astype(np.float64).mean(axis=0).transpose(2, 0, 1) / 255
     assert np.allclose(mean_image, expected, atol=1e-6)
+
+
+def test_resumed_sampler_skips_exactly_the_consumed_part_of_its_epoch():
+    from cnnbench.data.datamodule import EpochSampler
+
+    full = EpochSampler(50, seed=3, shuffle=True, rank=1, world=2)
+    full.set_epoch(2)
+    order = list(full)
+    resumed = EpochSampler(50, seed=3, shuffle=True, rank=1, world=2)
+    resumed.resume = (2, 8)
+    resumed.set_epoch(2)
+    assert list(resumed) == order[8:] and len(resumed) == len(order)  # Lightning still counts the whole epoch
+    assert list(resumed) == order  # the skip applies to the resumed epoch's first pass only
+    other = EpochSampler(50, seed=3, shuffle=True)
+    other.resume = (0, 8)
+    other.set_epoch(1)  # the checkpoint was written at the end of epoch 0: nothing to skip in epoch 1
+    assert len(list(other)) == 50
+
+
+def test_datamodule_state_turns_into_a_sampler_skip_of_whole_batches():
+    cfg = compose_cfg("train", ["data=synthetic", "data.batch_size=16", "data.num_workers=0"])
+    dm = ImageDataModule(OmegaConf.to_container(cfg.data), OmegaConf.to_container(cfg.augmentation),
+                         cfg.model.name, seed=0).load()
+    assert dm.state_dict() == {}  # outside a trainer there is no position to save
+    dm.load_state_dict({"epoch": 0, "batches": 3})
+    loader = dm.train_dataloader()
+    assert loader.sampler.resume == (0, 48)
+    assert len(list(loader)) == len(loader) - 3

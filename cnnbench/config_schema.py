@@ -1,0 +1,192 @@
+"""Validation of composed configs: a table of rules, checked at the start of every command.
+
+Hydra's struct mode already rejects unknown keys and OmegaConf keeps the YAML types; this adds
+types, ranges and impossible combinations, each reported as one line naming the key, the bad
+value and what is valid. Keys not in the table are left alone (other config groups may add
+their own); a rule whose key is absent from the composed config is skipped.
+
+Add a rule: `RULES.append(Rule("group.key", check, "what is valid"))` where `check(value)` returns
+True for a valid value; `COMBINATIONS` holds checks over the whole config.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from cnnbench.runtime import UserError
+
+_MISSING = object()
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def positive(v: Any) -> bool:
+    return _number(v) and v > 0
+
+
+def non_negative(v: Any) -> bool:
+    return _number(v) and v >= 0
+
+
+def pos_int(v: Any) -> bool:
+    return _int(v) and v >= 1
+
+
+def nonneg_int(v: Any) -> bool:
+    return _int(v) and v >= 0
+
+
+def optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+def one_of(*choices: Any) -> Callable[[Any], bool]:
+    return lambda v: v in choices and not (isinstance(v, bool) and not any(isinstance(c, bool) for c in choices))
+
+
+def in_range(lo: float, hi: float, hi_open: bool = False) -> Callable[[Any], bool]:
+    return lambda v: _number(v) and lo <= v and (v < hi if hi_open else v <= hi)
+
+
+def _devices(v: Any) -> bool:
+    if v in ("auto", -1, "-1"):
+        return True
+    if _int(v):
+        return v >= 1
+    if isinstance(v, (list, tuple, ListConfig)):
+        return len(v) > 0 and all(nonneg_int(d) for d in v)
+    if isinstance(v, str):
+        parts = [p.strip() for p in v.split(",") if p.strip()]
+        return bool(parts) and all(p.isdigit() for p in parts) and (len(parts) > 1 or int(parts[0]) >= 1)
+    return False
+
+
+def _val_split(v: Any) -> bool:
+    return v is None or (_number(v) and v >= 0 and (v < 1 or float(v).is_integer()))
+
+
+@dataclass(frozen=True)
+class Rule:
+    key: str
+    check: Callable[[Any], bool]
+    valid: str
+
+
+RULES: list[Rule] = [
+    Rule("seed", _int, "an integer"),
+    Rule("resume", one_of(None, "auto"), "auto or null"),
+    Rule("optimizer.lr", positive, "a positive number"),
+    Rule("optimizer.weight_decay", non_negative, "a number >= 0"),
+    Rule("optimizer.momentum", in_range(0.0, 1.0, hi_open=True), "a number in [0, 1)"),
+    Rule("optimizer.eps", positive, "a positive number"),
+    Rule("loss.label_smoothing", in_range(0.0, 1.0, hi_open=True), "a number in [0, 1)"),
+    Rule("loss.on_nonfinite", one_of("stop", "skip"), "stop or skip"),
+    Rule("data.batch_size", pos_int, "an integer >= 1"),
+    Rule("data.num_workers", nonneg_int, "an integer >= 0"),
+    Rule("data.image_size", optional(pos_int), "null or an integer >= 1"),
+    Rule("data.in_chans", one_of(1, 3), "1 or 3"),
+    Rule("data.val_split", _val_split, "a fraction in [0, 1) or a whole count >= 0"),
+    Rule("data.limit_train", optional(pos_int), "null or an integer >= 1"),
+    Rule("data.limit_val", optional(pos_int), "null or an integer >= 1"),
+    Rule("data.limit_test", optional(pos_int), "null or an integer >= 1"),
+    Rule("data.on_bad_image", one_of("skip", "error"), "skip or error"),
+    Rule("data.mean_mode", one_of("channel", "pixel"), "channel or pixel"),
+    Rule("trainer.max_epochs", lambda v: v is None or (_int(v) and v >= -1), "null, -1 or an integer >= 0"),
+    Rule("trainer.max_steps", lambda v: v is None or (_int(v) and v >= -1), "-1 or an integer >= 0"),
+    Rule("trainer.devices", _devices, "auto, -1, an integer >= 1 or a list of device indices"),
+    Rule("trainer.num_nodes", pos_int, "an integer >= 1"),
+    Rule("trainer.accumulate_grad_batches", pos_int, "an integer >= 1"),
+    Rule("trainer.gradient_clip_val", optional(non_negative), "null or a number >= 0"),
+    Rule("trainer.log_every_n_steps", pos_int, "an integer >= 1"),
+    Rule("checkpoint.every_n_steps", optional(pos_int), "null or an integer >= 1"),
+    Rule("hardware.ddp_timeout_s", positive, "a positive number of seconds"),
+    Rule("hardware.strategy", one_of("auto", "ddp"), "auto or ddp"),
+    Rule("hardware.backend", one_of(None, "gloo", "nccl", "mpi"), "null, gloo, nccl or mpi"),
+    # recipes (issue 6)
+    Rule("optimizer.scale_lr", one_of(None, "none", "linear"), "none or linear"),
+    Rule("optimizer.reference_batch", pos_int, "an integer >= 1"),
+    Rule("hardware.target_global_batch", optional(pos_int), "null or an integer >= 1"),
+    Rule("ema.decay", in_range(0.0, 1.0, hi_open=True), "a number in [0, 1)"),
+    Rule("ema.every_n_steps", pos_int, "an integer >= 1"),
+    Rule("conditional_warmup.enabled", one_of(True, False, "auto"), "true, false or auto"),
+    Rule("schedule.gamma", positive, "a positive number"),
+    Rule("crops", one_of(1, 10, 12, 50, 144), "1, 10, 12, 50 or 144"),
+    Rule("topk", pos_int, "an integer >= 1"),
+    Rule("eval.batch_size", pos_int, "an integer >= 1"),
+]
+
+
+def _select(cfg: DictConfig, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        if not isinstance(node, DictConfig) or part not in node:
+            return _MISSING
+        if OmegaConf.is_missing(node, part):
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _show(v: Any) -> str:
+    return repr(OmegaConf.to_container(v) if isinstance(v, (DictConfig, ListConfig)) else v)
+
+
+def _model_minimum(cfg: DictConfig) -> str | None:
+    size = _select(cfg, "data.image_size")
+    name = _select(cfg, "model.name")
+    if size is _MISSING or size is None or name is _MISSING or not pos_int(size):
+        return None
+    from cnnbench.models import model_info
+
+    try:
+        minimum = model_info(str(name)).min_input_size
+    except Exception:  # noqa: BLE001 - an unknown model is reported by the model registry itself
+        return None
+    if size < minimum:
+        return f"data.image_size={size} is below the minimum input size {minimum} of model {name!r}"
+    return None
+
+
+def _backend_matches_accelerator(cfg: DictConfig) -> str | None:
+    backend, accelerator = _select(cfg, "hardware.backend"), _select(cfg, "trainer.accelerator")
+    if backend == "nccl" and accelerator == "cpu":
+        return "hardware.backend=nccl needs GPUs but trainer.accelerator=cpu; use hardware.backend=gloo"
+    return None
+
+
+COMBINATIONS: list[Callable[[DictConfig], str | None]] = [_model_minimum, _backend_matches_accelerator]
+
+
+def problems(cfg: DictConfig) -> list[str]:
+    """Every rule the config breaks, one line each (empty: valid)."""
+    found = []
+    for rule in RULES:
+        value = _select(cfg, rule.key)
+        if value is _MISSING:
+            continue
+        if not rule.check(value):
+            found.append(f"{rule.key}={_show(value)} is invalid; valid: {rule.valid}")
+    if not found:  # combinations assume the single values are sound
+        found += [msg for check in COMBINATIONS if (msg := check(cfg))]
+    return found
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise `UserError` with the first problem (and how many more there are)."""
+    found = problems(cfg)
+    if found:
+        more = f" (and {len(found) - 1} more problem{'s' if len(found) > 2 else ''})" if len(found) > 1 else ""
+        raise UserError(found[0] + more)
+
+
+__all__ = ["Rule", "RULES", "COMBINATIONS", "problems", "validate"]

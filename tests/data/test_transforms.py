@@ -1,0 +1,69 @@
+"""Augmentation pipelines of conf/augmentation/ (issue 6, item 4): shapes, dtypes, seeding, size scaling."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from conftest import CONF
+from omegaconf import OmegaConf
+
+from cnnbench.data.transforms import AUGMENTATIONS, train_transform
+
+IMG = (np.random.default_rng(0).random((40, 52, 3)) * 255).astype(np.uint8)
+
+
+def _aug(name):
+    return OmegaConf.load(CONF / "augmentation" / f"{name}.yaml")
+
+
+def _run(t, img, seed):
+    t.set_random_state(np.random.Generator(np.random.PCG64(seed)), random.Random(seed))
+    return t(image=img)["image"]
+
+
+def test_every_augmentation_has_a_config():
+    assert sorted(p.stem for p in (CONF / "augmentation").glob("*.yaml")) == sorted(AUGMENTATIONS)
+
+
+@pytest.mark.parametrize("name", AUGMENTATIONS)
+@pytest.mark.parametrize("size", [24, 32])
+def test_shapes_dtypes_and_seeding(name, size):
+    t = train_transform(_aug(name), size, None, 0.875)
+    a, b = _run(t, IMG, 7), _run(t, IMG, 7)
+    assert a.shape == (size, size, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b)  # same seed → same image
+    gray = _run(t, IMG[..., :1], 7)
+    assert gray.shape == (size, size, 1) and gray.dtype == np.uint8
+
+
+@pytest.mark.parametrize("name", [n for n in AUGMENTATIONS if n != "none"])
+def test_random_augmentations_vary_with_the_seed(name):
+    t = train_transform(_aug(name), 32, None, 0.875)
+    outs = {_run(t, IMG, s).tobytes() for s in range(6)}
+    assert len(outs) > 1
+
+
+def test_sizes_scale_with_image_size():
+    # cifar: pad 4 at 32 px → pad 8 at 64 px; scale jitter [256, 480] at 224 → [64, 120] at 56
+    t = train_transform(_aug("cifar"), 64, 64, 1.0)
+    pads = [tr for tr in t.transforms if type(tr).__name__ == "PadIfNeeded"]
+    assert pads[0].min_height == 64 + 16
+    t = train_transform(_aug("resnet_imagenet"), 56, None, 0.875)
+    sides = t.transforms[0].max_size
+    assert min(sides) == 64 and max(sides) == 120
+
+
+def test_googlenet_draws_among_four_interpolations():
+    t = train_transform(_aug("googlenet"), 32, None, 0.875)
+    one_of = t.transforms[0]
+    assert type(one_of).__name__ == "OneOf"
+    assert sorted(tr.interpolation for tr in one_of.transforms) == sorted({0, 1, 2, 3})
+
+
+def test_unknown_augmentation_and_policy_name_choices():
+    with pytest.raises(ValueError, match="valid choices: none, pad_crop_flip"):
+        train_transform(OmegaConf.create({"name": "mixup"}), 32, None, 1.0)
+    bad = OmegaConf.merge(_aug("efficientnet"), {"auto_augment": "v9"})
+    with pytest.raises(ValueError, match="auto_augment='v9'; valid choices: imagenet, randaugment, none"):
+        train_transform(bad, 32, None, 1.0)
