@@ -63,6 +63,63 @@ def _run(command: str) -> None:
     hydra.main(version_base="1.3", config_path=conf_dir(), config_name=command)(task)()
 
 
+_HYDRA_FLAGS = ("-m", "--multirun", "-h", "--help", "--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve",
+                "--package", "-p", "--run", "-r", "--shell-completion", "-sc", "--config-path", "-cp",
+                "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun")
+
+
+def _config_error(command: str, err: Exception, overrides: list[str]) -> str:
+    """Hydra's multi-line composition errors, as one line naming the bad value and the valid choices."""
+    import re
+
+    text = str(err)
+    missing = re.search(r"Could not find '([^']+)/([^']+)'", text)
+    if missing:
+        group, option = missing.groups()
+        choices = sorted(p.stem for p in (Path(conf_dir()) / group).glob("*.yaml"))
+        return f"{group}={option} is not an option of the {group!r} group; valid choices: {', '.join(choices)}"
+    override = re.search(r"Could not override '([^']+)'", text)
+    if override:
+        key = override.group(1)
+        parent, _, leaf = key.rpartition(".")
+        valid = _keys_of(command, parent, [o for o in overrides if not o.lstrip("+~").startswith(key + "=")])
+        where = f"of {parent}" if parent else "at the top level"
+        hint = f"; valid keys {where}: {', '.join(valid)}" if valid else ""
+        return f"unknown key {key!r} ({leaf} is not a key {where}){hint}"
+    return " ".join(text.split())
+
+
+def _keys_of(command: str, node: str, overrides: list[str]) -> list[str]:
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    try:
+        with initialize_config_dir(config_dir=conf_dir(), version_base="1.3", job_name=command):
+            cfg = compose(config_name=command, overrides=overrides)
+        value = OmegaConf.select(cfg, node) if node else cfg
+        return sorted(str(k) for k in value.keys()) if OmegaConf.is_dict(value) else []
+    except Exception:  # noqa: BLE001 - only a hint
+        return []
+
+
+def _precheck(command: str, args: list[str]) -> None:
+    """Compose once before Hydra runs so that a bad group option or key is one clear line (exit 2).
+
+    Skipped for Hydra's own flags and for sweeps (Hydra reports those itself)."""
+    if any(a.split("=")[0] in _HYDRA_FLAGS for a in args):
+        return
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    overrides = [a for a in args if not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
+    try:
+        with initialize_config_dir(config_dir=conf_dir(), version_base="1.3", job_name=command):
+            compose(config_name=command, overrides=overrides)
+    except HydraException as err:
+        print(f"cnnbench {command}: error: {_config_error(command, err, overrides)}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help", "help"):
@@ -72,6 +129,9 @@ def main(argv: list[str] | None = None) -> None:
     if command not in COMMANDS:
         print(f"cnnbench: unknown command {command!r}; valid commands: {', '.join(COMMANDS)}", file=sys.stderr)
         sys.exit(2)
+    import cnnbench.runtime  # noqa: F401  (resolvers used by the configs)
+
+    _precheck(command, args[1:])
     sys.argv = [sys.argv[0], *args[1:]]  # Hydra parses the rest of the line
     try:
         _run(command)

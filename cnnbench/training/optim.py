@@ -184,9 +184,13 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict[str, Any], lr: f
                     steps_per_epoch: float):
     """A per-step LambdaLR (or OneCycleLR), or ReduceLROnPlateau for `plateau` (stepped per validation)."""
     name = cfg["name"]
+    if name == "onecycle" and total_steps < 3:  # too short for a warm-up and an anneal phase: constant LR
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, LRFactor("constant", total_steps, 0, [], 1.0, 0.0))
     if name == "onecycle":
+        # each phase needs at least one step (OneCycleLR divides by the phase length)
+        pct = min(max(float(cfg.get("pct_start", 0.25)), 1.5 / total_steps), 1.0 - 1.5 / total_steps)
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=lr, total_steps=max(1, total_steps), pct_start=float(cfg.get("pct_start", 0.25)),
+            optimizer, max_lr=lr, total_steps=total_steps, pct_start=pct,
             div_factor=float(cfg.get("div_factor", 25.0)), final_div_factor=float(cfg.get("final_div_factor", 1e4)),
             cycle_momentum=bool(cfg.get("cycle_momentum", True)) and "momentum" in optimizer.defaults
             and optimizer.defaults.get("momentum", 0) > 0,
