@@ -5,11 +5,11 @@ user errors into one line and a non-zero exit.
 """
 from __future__ import annotations
 
-import cnnbench.runtime as _runtime  # noqa: F401  (records the process start time first)
-
 import os
 import sys
 from pathlib import Path
+
+import cnnbench.runtime as _runtime  # noqa: F401  (records the process start time first)
 
 # command → (one-line help, "module:function"); each function takes the composed DictConfig.
 COMMANDS = {
@@ -26,6 +26,8 @@ COMMANDS = {
     "report": ("markdown table and PNG plots of many runs (runs=<glob>)", "cnnbench.commands.report:report"),
     "benchmark": ("images/s, step time, memory and MFU of a model vs a plain PyTorch loop (benchmark.mode=…)",
                   "cnnbench.commands.benchmark:benchmark"),
+    "analyze": ("the analyses behind the papers' figures: layer_responses ckpt_path=…, degradation runs=<glob>",
+                "cnnbench.commands.analyze:analyze"),
 }
 
 
@@ -129,6 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     if command not in COMMANDS:
         print(f"cnnbench: unknown command {command!r}; valid commands: {', '.join(COMMANDS)}", file=sys.stderr)
         sys.exit(2)
+    if command == "analyze" and len(args) > 1 and "=" not in args[1] and not args[1].startswith("-"):
+        args = [command, f"analysis={args[1]}", *args[2:]]  # `cnnbench analyze <name>` ≡ analysis=<name>
     import cnnbench.runtime  # noqa: F401  (resolvers used by the configs)
 
     _precheck(command, args[1:])

@@ -77,7 +77,7 @@ def jpeg_imagefolder(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("imagefolder")
     images, labels, classes = _fashion_or_digits_images(12)
     names = [c.replace("/", "-").replace(" ", "_") for c in classes][:4]
-    for i, (img, label) in enumerate(zip(images, labels)):
+    for i, (img, label) in enumerate(zip(images, labels, strict=True)):
         if label >= len(names):
             continue
         split = "val" if i % 4 == 0 else "train"

@@ -47,8 +47,9 @@ def test_hardware_options(hardware, accelerator, precision, strategy):
 
 
 def test_ddp_strategy_gets_timeout_and_backend():
-    from cnnbench.commands.train import build_strategy
     from lightning.pytorch.strategies import DDPStrategy
+
+    from cnnbench.commands.train import build_strategy
 
     cfg = compose_cfg("train", ["hardware=ddp_cpu", "hardware.ddp_timeout_s=123"])
     strategy = build_strategy(cfg)

@@ -69,7 +69,7 @@ def test_torchrun_two_nodes_on_localhost(tmp_path):
     procs = [subprocess.Popen(base + [f"--node_rank={rank}", "-m", "cnnbench", *args], cwd=tmp_path, env=ENV,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
     outs = [p.communicate(timeout=420) for p in procs]
-    for p, (stdout, stderr) in zip(procs, outs):
+    for p, (_, stderr) in zip(procs, outs, strict=True):
         assert p.returncode == 0, stderr[-4000:]
     results = json.loads((tmp_path / "run/results.json").read_text())
     assert results["global_batch"] == 16 and results["steps"] == 3

@@ -124,7 +124,7 @@ class ClassificationModule(L.LightningModule):
         logits = main_logits(output)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         if isinstance(output, (tuple, list)) and len(output) > 1:
-            for weight, aux in zip(self.aux_weights, output[1:]):
+            for weight, aux in zip(self.aux_weights, output[1:], strict=False):
                 loss = loss + weight * F.cross_entropy(aux, y, label_smoothing=self.label_smoothing)
         return loss, logits
 
@@ -134,6 +134,8 @@ class ClassificationModule(L.LightningModule):
         loss, logits = self.compute_loss(self.model(self.prepare(x)), y)
         # on_step logging stays on the device (no host sync); Lightning reads it every log_every_n_steps.
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+        # this batch's top-1 training error (He et al. Fig. 1/6 curves); a device tensor, read like train/loss
+        self.log("train/err", (logits.detach().argmax(1) != y).float().mean(), on_step=True, on_epoch=False)
         self.train_loss.update(loss.detach())
         # logits go to callbacks (e.g. the conditional warmup reads the training error from them)
         return {"loss": loss, "logits": logits.detach()}

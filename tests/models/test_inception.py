@@ -76,7 +76,7 @@ def test_yaml_exists_and_keys_accepted(name):
     cfg = OmegaConf.load(path)
     assert cfg.name == name and cfg.compile is False
     kwargs = {k: v for k, v in cfg.items() if k not in ("name", "compile")}
-    assert "scaling" in kwargs and kwargs["scaling"] is None
+    assert "scaling" in kwargs and all(v is None for v in kwargs["scaling"].values())  # the paper's widths
     m = meta(name, **kwargs)  # DictConfig / ListConfig values as Hydra hands them over
     # the YAML reproduces the registered defaults
     assert count_params(m) == count_params(meta(name))

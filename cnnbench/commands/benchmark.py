@@ -1,0 +1,502 @@
+"""`cnnbench benchmark model=X [benchmark.mode=train|infer|data|eval]`.
+
+After warm-up, the median over repeated steps of images/s, step time, peak memory, achieved FLOP/s and
+MFU against a square-matmul peak measured in the same run (fp32 and bf16). For train/infer/eval the
+same network (same weights) with the same data loader also runs in a minimal hand-written PyTorch loop,
+alternating round by round with cnnbench's own step (the real ClassificationModule in a Lightning
+Trainer with the train command's callbacks and loggers); cnnbench's images/s is reported as a ratio of it.
+`mode=data` measures the data loader alone per augmentation pipeline, source and worker count.
+"""
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from cnnbench.benchmarking import (
+    PlainLoop,
+    matmul_peak,
+    peak_mem_mb,
+    reset_peak,
+    set_optimizer_impl,
+    step_times,
+    summarize,
+    sync,
+)
+from cnnbench.data import ImageDataModule
+from cnnbench.runtime import UserError, absolute, resolve_run_dir, write_json
+from cnnbench.training.module import ClassificationModule, Normalize, model_kwargs
+from cnnbench.training.optim import build_optimizer, scaled_lr
+
+MODES = ("train", "infer", "data", "eval")
+PRECISIONS = {"32-true": torch.float32, "32": torch.float32, "bf16-mixed": torch.bfloat16, "bf16": torch.bfloat16,
+              "16-mixed": torch.float16, "16": torch.float16}
+
+
+def _modes(value: Any) -> list[str]:
+    modes = [value] if isinstance(value, str) else list(value)
+    for m in modes:
+        if m not in MODES:
+            raise UserError(f"benchmark.mode={m!r}; valid choices: {', '.join(MODES)}")
+    return modes
+
+
+def _device(cfg: DictConfig) -> torch.device:
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise UserError(f"trainer.accelerator={accelerator} but no GPU is visible; valid choices here: cpu, auto")
+    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        return torch.device("cuda", 0)
+    return torch.device("cpu")
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return getattr(model, "_orig_mod", model)
+
+
+def _flops_per_image(cfg: DictConfig, dm: ImageDataModule) -> float:
+    """2 × multiply-adds of one forward pass (cnnbench.profiling.count_macs, on the meta device if possible)."""
+    from cnnbench.models import create_model
+    from cnnbench.profiling import count_macs
+
+    kwargs = model_kwargs(OmegaConf.to_container(cfg.model, resolve=True))
+    try:
+        with torch.device("meta"):
+            model = create_model(cfg.model.name, num_classes=dm.num_classes, in_chans=dm.in_chans, **kwargs)
+        macs = count_macs(model, dm.image_size, in_chans=dm.in_chans)
+    except (NotImplementedError, RuntimeError):
+        model = create_model(cfg.model.name, num_classes=dm.num_classes, in_chans=dm.in_chans, **kwargs)
+        macs = count_macs(model, dm.image_size, in_chans=dm.in_chans)
+    return 2.0 * macs
+
+
+class _Bench:
+    def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
+        self.cfg, self.run_dir = cfg, run_dir
+        b = cfg.benchmark
+        self.warmup, self.steps, self.rounds = int(b.warmup), int(b.steps), int(b.rounds)
+        if self.steps < 2 or self.rounds < 1 or self.warmup < 0:
+            raise UserError(f"benchmark.steps={self.steps}, rounds={self.rounds}, warmup={self.warmup}: "
+                            "steps must be >= 2, rounds >= 1, warmup >= 0")
+        self.impl = str(b.optimizer_impl)
+        set_optimizer_impl(torch.optim.SGD([torch.zeros(1, requires_grad=True)]), self.impl)  # validates the name
+        self.precision = str(cfg.trainer.get("precision", "32-true"))
+        if self.precision not in PRECISIONS:
+            raise UserError(f"trainer.precision={self.precision!r}; valid choices: {', '.join(PRECISIONS)}")
+        self.device = _device(cfg)
+        if b.get("threads"):
+            torch.set_num_threads(int(b.threads))
+        self.channels_last = bool(cfg.hardware.get("channels_last", False))
+        L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+        self.dm = ImageDataModule(
+            OmegaConf.to_container(cfg.data, resolve=True), OmegaConf.to_container(cfg.augmentation, resolve=True),
+            cfg.model.name, seed=int(cfg.seed),
+            model_kwargs=model_kwargs(OmegaConf.to_container(cfg.model, resolve=True)),
+        ).load()
+        self.batch = int(cfg.data.batch_size)
+        self.optimizer_cfg = OmegaConf.to_container(cfg.optimizer, resolve=True)
+        self.lr = scaled_lr(self.optimizer_cfg, self.batch)
+        self._module: ClassificationModule | None = None
+
+    # -- the two sides -----------------------------------------------------------------------------
+    @property
+    def module(self) -> ClassificationModule:
+        if self._module is None:
+            cfg, dm = self.cfg, self.dm
+            self._module = ClassificationModule(
+                model=OmegaConf.to_container(cfg.model, resolve=True), num_classes=dm.num_classes,
+                in_chans=dm.in_chans, normalization=dm.normalization, classes=dm.classes, image_size=dm.image_size,
+                crop_pct=dm.crop_pct, data_name=str(cfg.data.name), optimizer=self.optimizer_cfg,
+                schedule=OmegaConf.to_container(cfg.schedule, resolve=True),
+                loss=OmegaConf.to_container(cfg.loss, resolve=True), lr=self.lr, channels_last=self.channels_last,
+            )
+        return self._module
+
+    def plain(self, train: bool) -> PlainLoop:
+        """A separate copy of the network with the module's current weights, in the hand-written loop."""
+        from cnnbench.models import create_model
+
+        cfg, dm, module = self.cfg, self.dm, self.module
+        net = create_model(cfg.model.name, num_classes=dm.num_classes, in_chans=dm.in_chans,
+                           **model_kwargs(OmegaConf.to_container(cfg.model, resolve=True)))
+        net.load_state_dict(_unwrap(module.model).state_dict())
+        if bool(cfg.model.get("compile", False)):
+            net = torch.compile(net)
+
+        def make_optimizer(model):
+            opt = build_optimizer(_unwrap(model), self.optimizer_cfg, self.lr)
+            set_optimizer_impl(opt, self.impl)
+            return opt
+
+        return PlainLoop(net, Normalize(dm.normalization, dm.in_chans), module.aux_weights, module.label_smoothing,
+                         self.device, self.precision, self.channels_last, make_optimizer if train else None)
+
+    def trainer(self, callbacks: list, scratch: Path, **overrides) -> L.Trainer:
+        from cnnbench.commands.train import build_callbacks, build_loggers
+
+        kwargs: dict[str, Any] = OmegaConf.to_container(self.cfg.trainer, resolve=True)  # type: ignore[assignment]
+        kwargs.pop("strategy", None)
+        kwargs.update(accelerator="gpu" if self.device.type == "cuda" else "cpu", devices=1, num_nodes=1,
+                      num_sanity_val_steps=0, limit_val_batches=0, sync_batchnorm=False)
+        kwargs.update(overrides)
+        return L.Trainer(**kwargs, logger=build_loggers(self.cfg, scratch),
+                         callbacks=build_callbacks(self.cfg, scratch, True) + callbacks,
+                         default_root_dir=str(scratch), use_distributed_sampler=False, enable_model_summary=False)
+
+    # -- modes -------------------------------------------------------------------------------------
+    def run_train(self) -> dict[str, Any]:
+        n = self.warmup + self.steps
+        clock = _Clock(self.device, "train", self.impl)
+        plain = self.plain(train=True) if self.cfg.benchmark.plain_loop else None
+        acc = _Acc()
+        for r in range(self.rounds):
+            for side in ("plain", "cnnbench") if r % 2 == 0 else ("cnnbench", "plain"):
+                reset_peak(self.device)
+                if side == "plain":
+                    if plain is None:
+                        continue
+                    ends, cpu = plain.run(self.dm.train_dataloader(), n, train=True)
+                else:
+                    with tempfile.TemporaryDirectory(prefix="cnnbench-bench-") as scratch:
+                        # a real epoch-based run (so the LR schedule sees its usual length), stopped after n steps
+                        epochs = -(-n // max(1, len(self.dm.train_dataloader()))) + 1
+                        trainer = self.trainer([clock], Path(scratch), max_epochs=epochs, max_steps=-1,
+                                               limit_train_batches=None)
+                        clock.stop_after = n
+                        trainer.fit(self.module, datamodule=self.dm)
+                        ends, cpu = clock.ends, clock.cpu
+                acc.add(side, step_times(ends, self.warmup), step_times(cpu, self.warmup), peak_mem_mb(self.device))
+            acc.end_round()
+        return self._result(acc, factor=3)
+
+    def run_eval(self) -> dict[str, Any]:
+        n = self.warmup + self.steps
+        clock = _Clock(self.device, "test", self.impl)
+        plain = self.plain(train=False) if self.cfg.benchmark.plain_loop else None
+        acc = _Acc()
+        for r in range(self.rounds):
+            for side in ("plain", "cnnbench") if r % 2 == 0 else ("cnnbench", "plain"):
+                reset_peak(self.device)
+                if side == "plain":
+                    if plain is None:
+                        continue
+                    ends, cpu = plain.run(self.dm.test_dataloader(), n, train=False)
+                else:
+                    with tempfile.TemporaryDirectory(prefix="cnnbench-bench-") as scratch:
+                        trainer = self.trainer([clock], Path(scratch), limit_test_batches=n)
+                        trainer.test(self.module, datamodule=self.dm, verbose=False)
+                        ends, cpu = clock.ends, clock.cpu
+                acc.add(side, step_times(ends, self.warmup), step_times(cpu, self.warmup), peak_mem_mb(self.device))
+            acc.end_round()
+        return self._result(acc, factor=1)
+
+    def run_infer(self) -> dict[str, Any]:
+        """Forward passes on one real batch already on the device (model compute, no loader)."""
+        x, _ = next(iter(self.dm.test_dataloader()))
+        x = x.to(self.device)
+        module = self.module.to(self.device).eval()
+        plain = self.plain(train=False) if self.cfg.benchmark.plain_loop else None
+        autocast = (plain or PlainLoop(torch.nn.Identity(), torch.nn.Identity(), (), 0.0, self.device,
+                                       self.precision, False)).autocast
+        n = self.warmup + self.steps
+        acc = _Acc()
+
+        def timed(side, fn) -> None:
+            reset_peak(self.device)
+            ends, cpu = [time.perf_counter()], [time.process_time()]
+            with torch.inference_mode():
+                for _ in range(n):
+                    fn()
+                    sync(self.device)
+                    ends.append(time.perf_counter())
+                    cpu.append(time.process_time())
+            acc.add(side, step_times(ends, self.warmup), step_times(cpu, self.warmup), peak_mem_mb(self.device))
+
+        def ours_step():
+            with autocast():
+                module(x)
+
+        if plain is not None:
+            plain.model.eval()
+
+        def plain_step():
+            with plain.autocast():
+                plain.model(plain.inputs(x))
+
+        for r in range(self.rounds):
+            for side in ("plain", "cnnbench") if r % 2 == 0 else ("cnnbench", "plain"):
+                if side == "plain" and plain is not None:
+                    timed(side, plain_step)
+                elif side == "cnnbench":
+                    timed(side, ours_step)
+            acc.end_round()
+        return self._result(acc, factor=1)
+
+    def _result(self, acc: _Acc, factor: int) -> dict[str, Any]:
+        flops = self.flops_per_image * factor
+        peak = self.peaks["bf16" if PRECISIONS[self.precision] in (torch.bfloat16, torch.float16) else "fp32"]
+
+        def figures(side: str) -> dict[str, Any]:
+            f: dict[str, Any] = summarize(acc.wall[side], self.batch, acc.cpu[side])
+            f.update(peak_mem_mb=round(acc.mem[side], 1), flops_per_s=flops * f["images_per_s"],
+                     mfu=flops * f["images_per_s"] / peak)
+            return f
+
+        out = figures("cnnbench")
+        out["batch_size"] = self.batch
+        if acc.wall["plain"]:
+            p = figures("plain")
+            out["plain_loop"] = p
+            out["ratio_vs_plain_loop"] = out["images_per_s"] / p["images_per_s"]
+            out["ratio_per_round"] = acc.per_round
+            out["ratio_spread"] = (max(acc.per_round) - min(acc.per_round)) if acc.per_round else None
+            out["ratio_median_of_rounds"] = statistics.median(acc.per_round) if acc.per_round else None
+            # the same ratio on process CPU time per step: robust to other jobs on a shared machine
+            out["ratio_vs_plain_loop_cpu"] = p["cpu_ms"] / out["cpu_ms"]
+        else:
+            out["plain_loop"] = None
+            out["ratio_vs_plain_loop"] = None
+        return out
+
+    # -- data ----------------------------------------------------------------------------------------
+    def run_data(self, train_images_per_s: float | None) -> dict[str, Any]:
+        b = self.cfg.benchmark
+        if train_images_per_s is None:  # the model's train throughput in the plain loop, measured now
+            plain = self.plain(train=True)
+            ends, _ = plain.run(self.dm.train_dataloader(), self.warmup + self.steps, train=True)
+            train_images_per_s = summarize(step_times(ends, self.warmup), self.batch)["images_per_s"]
+        rows = []
+        with tempfile.TemporaryDirectory(prefix="cnnbench-jpeg-") as tmp:
+            for source in b.sources:
+                if source not in ("memory", "jpeg"):
+                    raise UserError(f"benchmark.sources contains {source!r}; valid choices: memory, jpeg")
+                data_cfg = OmegaConf.to_container(self.cfg.data, resolve=True)
+                if source == "jpeg":
+                    if self.dm.train_split.images is None:
+                        data_cfg["root"] = absolute(data_cfg["root"])
+                    else:
+                        _write_jpegs(self.dm, Path(tmp), int(b.jpeg_images))
+                        data_cfg.update(name="imagefolder", root=tmp, mean_mode="channel", limit_train=None,
+                                        limit_val=None, limit_test=None, on_bad_image="error")
+                    data_cfg.update(image_size=self.dm.image_size, val_split=0)
+                elif self.dm.train_split.images is None:
+                    continue  # the configured data is file-backed: its "jpeg" row is the real thing
+                for aug in b.augmentations:
+                    aug_cfg = _augmentation(str(aug))
+                    dm = ImageDataModule(data_cfg, aug_cfg, self.cfg.model.name, seed=int(self.cfg.seed),
+                                         model_kwargs=model_kwargs(OmegaConf.to_container(self.cfg.model,
+                                                                                          resolve=True))).load()
+                    for workers in b.workers:
+                        dm.cfg.num_workers = int(workers)
+                        dm.cfg.persistent_workers = False
+                        ips = _loader_rate(dm._loader(dm.train_split, train=True), self.warmup, self.steps)
+                        rows.append({"source": source, "augmentation": str(aug), "workers": int(workers),
+                                     "images_per_s": ips, "vs_train": ips / train_images_per_s})
+        # the common per-mode keys describe the configured loader (this data/augmentation/num_workers)
+        configured = [r for r in rows if r["source"] == ("memory" if self.dm.train_split.images is not None else
+                                                          "jpeg") and r["augmentation"] == self.cfg.augmentation.name
+                      and r["workers"] == int(self.cfg.data.num_workers)]
+        ips = configured[0]["images_per_s"] if configured else max((r["images_per_s"] for r in rows), default=None)
+        return {"images_per_s": ips, "step_ms": 1e3 * self.batch / ips if ips else None,
+                "peak_mem_mb": round(peak_mem_mb(self.device), 1), "mfu": None, "plain_loop": None,
+                "ratio_vs_plain_loop": None, "train_images_per_s": train_images_per_s,
+                "ratio_vs_train": ips / train_images_per_s if ips else None, "loaders": rows,
+                "batch_size": self.batch, "torch_threads": torch.get_num_threads()}
+
+    # -- everything ----------------------------------------------------------------------------------
+    def run(self, modes: list[str]) -> dict[str, Any]:
+        size = self.cfg.benchmark.get("matmul_size")
+        self.peaks = {"fp32": matmul_peak(self.device, torch.float32, size),
+                      "bf16": matmul_peak(self.device, torch.bfloat16, size)}
+        self.flops_per_image = _flops_per_image(self.cfg, self.dm)
+        result: dict[str, Any] = {
+            "model": self.cfg.model.name, "data": str(self.cfg.data.name), "image_size": self.dm.image_size,
+            "batch_size": self.batch, "precision": self.precision, "channels_last": self.channels_last,
+            "compile": bool(self.cfg.model.get("compile", False)), "optimizer_impl": self.impl,
+            "device": str(self.device), "device_name": _device_name(self.device), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "num_workers": int(self.cfg.data.num_workers),
+            "warmup": self.warmup, "steps": self.steps, "rounds": self.rounds,
+            "macs_per_image": self.flops_per_image / 2, "peak_flops": self.peaks, "modes": {},
+        }
+        for mode in modes:
+            if mode == "data":
+                train = result["modes"].get("train")
+                result["modes"]["data"] = self.run_data(train["images_per_s"] if train else None)
+            else:
+                result["modes"][mode] = getattr(self, f"run_{mode}")()
+        return result
+
+
+class _Acc:
+    """Step times of both sides across rounds, the per-round ratio and each side's peak memory."""
+
+    def __init__(self) -> None:
+        self.wall = {"plain": [], "cnnbench": []}
+        self.cpu = {"plain": [], "cnnbench": []}
+        self.mem = {"plain": 0.0, "cnnbench": 0.0}
+        self.per_round: list[float] = []
+        self._round: dict[str, list[float]] = {}
+
+    def add(self, side: str, wall: list[float], cpu: list[float], mem: float) -> None:
+        self.wall[side] += wall
+        self.cpu[side] += cpu
+        self.mem[side] = max(self.mem[side], mem)
+        self._round[side] = wall
+
+    def end_round(self) -> None:
+        if "plain" in self._round and "cnnbench" in self._round:
+            self.per_round.append(statistics.median(self._round["plain"]) / statistics.median(self._round["cnnbench"]))
+        self._round = {}
+
+
+class _Clock(L.Callback):
+    """Records when each train/test batch ends (after a device sync): wall and process CPU time."""
+
+    def __init__(self, device: torch.device, stage: str, impl: str) -> None:
+        self.device, self.stage, self.impl = device, stage, impl
+        self.ends: list[float] = []
+        self.cpu: list[float] = []
+        self.stop_after: int | None = None
+
+    def _start(self) -> None:
+        self.ends, self.cpu = [time.perf_counter()], [time.process_time()]
+
+    def _tick(self) -> None:
+        sync(self.device)
+        self.ends.append(time.perf_counter())
+        self.cpu.append(time.process_time())
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        for opt in trainer.optimizers:
+            set_optimizer_impl(opt, self.impl)
+        self._start()
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        self._start()
+
+    def on_train_batch_end(self, trainer, *args, **kwargs) -> None:
+        self._tick()
+        if self.stop_after is not None and len(self.ends) > self.stop_after:
+            trainer.should_stop = True
+
+    def on_test_batch_end(self, *args, **kwargs) -> None:
+        self._tick()
+
+
+def _augmentation(name: str) -> dict[str, Any]:
+    from cnnbench.cli import conf_dir
+
+    path = Path(conf_dir()) / "augmentation" / f"{name}.yaml"
+    if not path.is_file():
+        valid = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise UserError(f"benchmark.augmentations contains {name!r}; valid choices: {', '.join(valid)}")
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+
+
+def _write_jpegs(dm: ImageDataModule, root: Path, n: int) -> None:
+    """root/train/<class>/*.jpg (first n training images) and a small root/val, as JPEG quality 90."""
+    from PIL import Image
+
+    split = dm.train_split
+    n = min(n, len(split))
+    for sub, index in (("train", range(n)), ("val", range(min(n, 10 * len(dm.classes))))):
+        for i in index:
+            image, label = split.images[i], int(split.labels[i])
+            folder = root / sub / f"{label:03d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(folder / f"{i:06d}.jpg",
+                                                                                    quality=90)
+
+
+def _loader_rate(loader, warmup: int, steps: int) -> float:
+    """Images/s a loader delivers over `steps` batches after `warmup` batches (window throughput)."""
+    images, start = 0, None
+    for i, (x, _) in enumerate(loader):
+        if i == warmup:
+            start = time.perf_counter()
+        elif i > warmup:
+            images += len(x)
+        if i >= warmup + steps:
+            break
+    if start is None or images == 0:
+        raise UserError(f"the loader has fewer than {warmup + 2} batches; lower benchmark.warmup/steps "
+                        "or raise data.limit_train")
+    return images / (time.perf_counter() - start)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
+def benchmark(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
+    run_dir = resolve_run_dir(run_dir)
+    modes = _modes(OmegaConf.to_container(cfg.benchmark, resolve=True)["mode"])
+    with open_dict(cfg):
+        if cfg.data.get("root") not in (None, "???"):
+            cfg.data.root = absolute(cfg.data.root)
+    bench = _Bench(cfg, run_dir)
+    result = bench.run(modes)
+    result["run_dir"] = str(run_dir)
+    write_json(run_dir / "benchmark.json", result)
+    _print(result)
+    return result
+
+
+def _print(r: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 140))
+    peaks = r["peak_flops"]
+    title = (f"{r['model']} · {r['data']} {r['image_size']}² · batch {r['batch_size']} · {r['precision']}"
+             f"{' · channels_last' if r['channels_last'] else ''}{' · compiled' if r['compile'] else ''} · "
+             f"{r['device_name']} · matmul peak fp32 {peaks['fp32'] / 1e9:.0f} / bf16 {peaks['bf16'] / 1e9:.0f} "
+             "GFLOP/s")
+    table = Table(title=title)
+    for col in ("mode", "", "images/s", "step ms", "CPU ms", "peak MB", "GFLOP/s", "MFU", "vs plain loop",
+                "on CPU time"):
+        table.add_column(col, justify="right")
+    for mode, m in r["modes"].items():
+        if mode == "data":
+            continue
+        spread = f" (±{m['ratio_spread'] / 2:.3f})" if m.get("ratio_spread") is not None else ""
+        ratio = "—" if m.get("ratio_vs_plain_loop") is None else f"{m['ratio_vs_plain_loop']:.3f}{spread}"
+        cpu_ratio = m.get("ratio_vs_plain_loop_cpu")
+        table.add_row(mode, "cnnbench", f"{m['images_per_s']:,.0f}", f"{m['step_ms']:.1f}", f"{m['cpu_ms']:.1f}",
+                      f"{m['peak_mem_mb']:,.0f}", f"{m['flops_per_s'] / 1e9:.1f}", f"{100 * m['mfu']:.1f}%", ratio,
+                      "—" if cpu_ratio is None else f"{cpu_ratio:.3f}")
+        p = m.get("plain_loop")
+        if p:
+            table.add_row("", "plain loop", f"{p['images_per_s']:,.0f}", f"{p['step_ms']:.1f}", f"{p['cpu_ms']:.1f}",
+                          f"{p['peak_mem_mb']:,.0f}", f"{p['flops_per_s'] / 1e9:.1f}", f"{100 * p['mfu']:.1f}%", "1",
+                          "1")
+    if table.rows:
+        console.print(table)
+    data = r["modes"].get("data")
+    if data:
+        t = Table(title=f"data loader alone vs train {data['train_images_per_s']:,.0f} images/s "
+                        f"(batch {data['batch_size']}) — needs ≥ 2×")
+        for col in ("source", "augmentation", "workers", "images/s", "× train"):
+            t.add_column(col, justify="right")
+        for row in data["loaders"]:
+            t.add_row(row["source"], row["augmentation"], str(row["workers"]), f"{row['images_per_s']:,.0f}",
+                      f"{row['vs_train']:.1f}")
+        console.print(t)

@@ -1,0 +1,101 @@
+"""`cnnbench benchmark`: a tiny run writes a well-formed benchmark.json; the plain loop is the same computation."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import FAST, compose_cfg
+
+from cnnbench.runtime import UserError
+
+TINY = FAST + ["data=digits", "augmentation=none", "data.batch_size=16", "benchmark.warmup=1", "benchmark.steps=3",
+               "benchmark.rounds=2", "benchmark.matmul_size=256"]
+
+
+def _finite_positive(v) -> bool:
+    return isinstance(v, (int, float)) and v > 0 and v == v and v != float("inf")
+
+
+def test_benchmark_writes_well_formed_json(tmp_path):
+    from cnnbench.commands.benchmark import benchmark
+
+    cfg = compose_cfg("benchmark", TINY + ["benchmark.mode=[train,infer,eval]"])
+    out = benchmark(cfg, run_dir=tmp_path)
+    written = json.loads((tmp_path / "benchmark.json").read_text())
+    assert written["model"] == "resnet20" and set(written["modes"]) == {"train", "infer", "eval"}
+    assert _finite_positive(written["peak_flops"]["fp32"]) and _finite_positive(written["peak_flops"]["bf16"])
+    assert _finite_positive(written["macs_per_image"])
+    for mode, r in written["modes"].items():
+        for key in ("images_per_s", "step_ms", "peak_mem_mb", "mfu", "ratio_vs_plain_loop"):
+            assert _finite_positive(r[key]), (mode, key, r[key])
+        assert r["images_per_s"] == pytest.approx(16 / (r["step_ms"] / 1e3), rel=1e-6)
+        assert r["steps_timed"] == 2 * 3  # rounds × steps intervals after the warm-up
+        plain = r["plain_loop"]
+        assert _finite_positive(plain["images_per_s"]) and _finite_positive(plain["mfu"])
+        assert r["ratio_vs_plain_loop"] == pytest.approx(r["images_per_s"] / plain["images_per_s"])
+        assert len(r["ratio_per_round"]) == 2
+    # MFU is achieved FLOP/s over the measured matmul peak; train counts 3× the forward FLOPs.
+    train = written["modes"]["train"]
+    assert train["mfu"] == pytest.approx(6 * written["macs_per_image"] * train["images_per_s"]
+                                         / written["peak_flops"]["fp32"])
+    assert out["modes"]["train"]["images_per_s"] == train["images_per_s"]
+
+
+def test_benchmark_data_mode_rows(tmp_path):
+    from cnnbench.commands.benchmark import benchmark
+
+    cfg = compose_cfg("benchmark", TINY + ["benchmark.mode=data", "augmentation=pad_crop_flip",
+                                           "benchmark.augmentations=[pad_crop_flip]", "benchmark.workers=[0]",
+                                           "benchmark.jpeg_images=64"])
+    out = benchmark(cfg, run_dir=tmp_path)["modes"]["data"]
+    # the per-mode figures describe the configured loader: in memory, pad_crop_flip, 0 workers
+    assert out["images_per_s"] == out["loaders"][0]["images_per_s"] and out["loaders"][0]["source"] == "memory"
+    assert out["ratio_vs_train"] == pytest.approx(out["images_per_s"] / out["train_images_per_s"])
+    assert {(r["source"], r["augmentation"], r["workers"]) for r in out["loaders"]} == {
+        ("memory", "pad_crop_flip", 0), ("jpeg", "pad_crop_flip", 0)}
+    for row in out["loaders"]:
+        assert _finite_positive(row["images_per_s"])
+        assert row["vs_train"] == pytest.approx(row["images_per_s"] / out["train_images_per_s"])
+
+
+@pytest.mark.parametrize("override, valid", [("benchmark.mode=fit", "train, infer, data, eval"),
+                                             ("benchmark.optimizer_impl=fast", "default, foreach, fused")])
+def test_benchmark_rejects_bad_values(tmp_path, override, valid):
+    from cnnbench.commands.benchmark import benchmark
+
+    with pytest.raises(UserError, match=f"valid choices: {valid}"):
+        benchmark(compose_cfg("benchmark", TINY + [override]), run_dir=tmp_path)
+
+
+@pytest.mark.parametrize("model, size", [("resnet20", 8), ("googlenet", 64)])
+def test_plain_loop_and_module_compute_the_same_loss(model, size):
+    """Same weights, same batch: the hand-written loop's loss equals ClassificationModule's (aux heads included)."""
+    from cnnbench.commands.benchmark import _Bench
+
+    cfg = compose_cfg("benchmark", TINY + [f"model={model}", f"data.image_size={size}", "loss.label_smoothing=0.1"])
+    bench = _Bench(cfg, None)
+    module = bench.module.train()
+    plain = bench.plain(train=True)
+    plain.model.train()
+    x, y = next(iter(bench.dm.train_dataloader()))
+    torch.manual_seed(0)
+    ours, _ = module.compute_loss(module.model(module.prepare(x)), y)
+    torch.manual_seed(0)
+    ref = plain.loss(x, y)
+    if model == "googlenet":  # the aux heads are part of the loss on both sides
+        out = module.model(module.prepare(x))
+        assert isinstance(out, (tuple, list)) and len(out) == 3
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-5)
+    # equal by value, not by reference: the plain loop trains its own copy of the network
+    assert all(p is not q for p, q in zip(module.model.parameters(), plain.model.parameters(), strict=True))
+
+
+def test_benchmark_console_script_smoke(tmp_path):
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "cnnbench", "benchmark", "benchmark.mode=walk",
+                          f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert "benchmark.mode='walk'; valid choices: train, infer, data, eval" in run.stderr
