@@ -31,15 +31,6 @@ DROPOUT = dict(zip(NAMES, [0.2, 0.2, 0.3, 0.3, 0.4, 0.4, 0.5, 0.5], strict=True)
 N_BLOCKS = dict(zip(NAMES, [16, 23, 23, 26, 32, 39, 45, 55], strict=True))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The test machine's cores are shared: intra-op thread spinning makes tiny CPU passes 10x slower.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def meta_model(name: str, **kw) -> EfficientNet:
     with torch.device("meta"):
         return create_model(name, **kw)

@@ -14,15 +14,6 @@ from cnnbench.profiling import count_macs, count_params
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convs on a shared 2-core machine: OpenMP spin-waiting makes 2 threads far slower than 1."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def meta(name: str, **kw) -> nn.Module:
     with torch.device("meta"):
         return create_model(name, **kw)

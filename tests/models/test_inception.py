@@ -17,15 +17,6 @@ FAMILY = ["googlenet", "inception_v3", "inception_v4", "inception_resnet_v1", "i
           "inception_resnet_v2_tfslim"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convs on a shared 2-core machine: OpenMP spin-waiting makes 2 threads far slower than 1."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def meta(name: str, **kw) -> nn.Module:
     with torch.device("meta"):
         return create_model(name, **kw)

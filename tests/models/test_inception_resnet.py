@@ -17,15 +17,6 @@ TARGETS = {  # params at 1000 classes, MACs at 299² (inception.md B.7)
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convs on a shared 2-core machine: OpenMP spin-waiting makes 2 threads far slower than 1."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def meta(name: str, **kw) -> nn.Module:
     with torch.device("meta"):
         return create_model(name, **kw)
