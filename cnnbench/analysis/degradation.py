@@ -1,0 +1,130 @@
+"""He et al. 2015, Fig. 1 and Fig. 6: training and test error vs iterations, plain vs residual nets.
+
+Reads the run dirs of a sweep (`experiment=claim_degradation`): `results.json` (model, final test top-1)
+and `metrics.csv` (Lightning's CSV logger: `train/err` — one training batch's top-1 error every
+`log_every_n_steps` iterations — and `val/acc1` at every validation). The figure follows the paper's:
+error % vs iterations, thin lines = training error, bold lines = held-out error, plain nets on the left,
+residual nets on the right. `end_fraction` of the run (by default the last quarter: after the second
+learning-rate drop of the recipe) gives the final training error, averaged over its logged batches.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+
+def _depth(model: str) -> int:
+    m = re.search(r"(\d+)$", model)
+    return int(m.group(1)) if m else 0
+
+
+def _family(model: str) -> str:
+    return "plain" if model.startswith("plain") else "residual"
+
+
+def read_curves(metrics_csv: Path) -> dict[str, list[tuple[int, float]]]:
+    """{'train': [(iteration, error)], 'val': [(iteration, error)]}; iteration = Lightning's step + 1."""
+    train: list[tuple[int, float]] = []
+    val: list[tuple[int, float]] = []
+    with open(metrics_csv, newline="") as f:
+        for row in csv.DictReader(f):
+            step = row.get("step")
+            if step in (None, ""):
+                continue
+            it = int(float(step)) + 1
+            if row.get("train/err") not in (None, ""):
+                train.append((it, float(row["train/err"])))
+            if row.get("val/acc1") not in (None, ""):
+                val.append((it, 1.0 - float(row["val/acc1"])))
+    return {"train": sorted(train), "val": sorted(val)}
+
+
+def moving_average(values: list[float], window: int) -> list[float]:
+    """Trailing mean over up to `window` points (the first points average what exists so far)."""
+    out, acc = [], 0.0
+    for i, v in enumerate(values):
+        acc += v
+        if i >= window:
+            acc -= values[i - window]
+        out.append(acc / min(i + 1, window))
+    return out
+
+
+def summarize_run(run: Path, end_fraction: float = 0.25) -> dict[str, Any] | None:
+    results_file, metrics_file = run / "results.json", run / "metrics.csv"
+    if not results_file.is_file() or not metrics_file.is_file():
+        return None
+    results = json.loads(results_file.read_text())
+    curves = read_curves(metrics_file)
+    if not curves["train"]:
+        return None
+    last_it = max(it for it, _ in curves["train"])
+    tail = [e for it, e in curves["train"] if it > (1 - end_fraction) * last_it]
+    model = str(results.get("model"))
+    test_acc = results.get("test/acc1")
+    return {
+        "model": model, "family": _family(model), "depth": _depth(model), "run_dir": str(run),
+        "iterations": int(results.get("steps") or last_it), "wall_s": results.get("wall_s"),
+        "n_train": results.get("n_train"), "n_test": results.get("n_test"),
+        "train_err_final": sum(tail) / len(tail), "train_err_final_batches": len(tail),
+        "val_err_final": curves["val"][-1][1] if curves["val"] else None,
+        "test_err": (1.0 - float(test_acc)) if isinstance(test_acc, (int, float)) else None,
+        "curves": curves,
+    }
+
+
+def compare(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per family, shallowest vs deepest: does depth raise (plain) or lower (residual) the error?"""
+    out: dict[str, Any] = {}
+    for family in ("plain", "residual"):
+        members = sorted((r for r in rows if r["family"] == family), key=lambda r: r["depth"])
+        if len(members) < 2:
+            continue
+        shallow, deep = members[0], members[-1]
+        entry = {"shallow": shallow["model"], "deep": deep["model"]}
+        for key in ("train_err_final", "val_err_final", "test_err"):
+            if shallow.get(key) is not None and deep.get(key) is not None:
+                entry[f"{key}_delta_deep_minus_shallow"] = deep[key] - shallow[key]
+        # the paper's claim: plain — deeper has the higher training error; residual — deeper has the lower error
+        d = entry.get("train_err_final_delta_deep_minus_shallow")
+        if d is not None:
+            entry["claim_holds_on_train_error"] = d > 0 if family == "plain" else d < 0
+        d = entry.get("test_err_delta_deep_minus_shallow")
+        if d is not None:
+            entry["claim_holds_on_test_error"] = d > 0 if family == "plain" else d < 0
+        out[family] = entry
+    return out
+
+
+def plot_degradation(rows: list[dict[str, Any]], path: Path, smooth: int = 5) -> None:
+    """The paper's style: error % vs iterations; thin = training error (moving average of `smooth` logged
+    batches), bold = held-out error; plain nets left, residual nets right, one colour per depth."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    families = [f for f in ("plain", "residual") if any(r["family"] == f for r in rows)]
+    fig, axes = plt.subplots(1, len(families), figsize=(6 * len(families), 4.5), squeeze=False, sharey=True)
+    depths = sorted({r["depth"] for r in rows})
+    colours = {d: plt.cm.viridis(i / max(1, len(depths) - 1) * 0.85) for i, d in enumerate(depths)}
+    for ax, family in zip(axes[0], families, strict=True):
+        for r in sorted((r for r in rows if r["family"] == family), key=lambda r: r["depth"]):
+            colour = colours[r["depth"]]
+            its, errs = zip(*r["curves"]["train"], strict=True)
+            ax.plot(its, [100 * e for e in moving_average(list(errs), smooth)], color=colour, linewidth=0.8,
+                    alpha=0.9, label=f"{r['model']} train")
+            if r["curves"]["val"]:
+                its, errs = zip(*r["curves"]["val"], strict=True)
+                ax.plot(its, [100 * e for e in errs], color=colour, linewidth=2.4, marker="o", markersize=3,
+                        label=f"{r['model']} held-out")
+        ax.set(title=f"{family} nets", xlabel="iterations", ylabel="error (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("thin: training error (batch, moving avg.) · bold: held-out error", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

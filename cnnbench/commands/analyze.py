@@ -1,0 +1,146 @@
+"""`cnnbench analyze <analysis> …`: the analyses behind the papers' figures (docs/claims.md).
+
+- `layer_responses ckpt_path=… | runs=<glob>` — He et al. 2015 Fig. 7: std of each 3×3 layer's response
+  (after BN, before ReLU/addition) on the test images, in layer order and sorted; one line per checkpoint.
+  Writes layer_responses.json and layer_responses.png.
+- `degradation runs=<glob>` — He et al. 2015 Fig. 1/6: training (thin) and held-out (bold) error vs
+  iterations of the runs of a sweep; writes degradation.json and degradation.png.
+
+`copy_to=<folder>` also copies the JSON and PNG there (e.g. docs/claims).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from cnnbench.runtime import UserError, absolute, original_cwd, resolve_run_dir, write_json
+
+
+def _run_dirs(cfg: DictConfig) -> list[Path]:
+    from cnnbench.commands.report import find_runs
+
+    pattern = cfg.get("runs")
+    if pattern in (None, "", "???"):
+        return []
+    pattern = str(pattern)
+    runs = [r for r in find_runs(pattern if Path(pattern).is_absolute() else str(original_cwd() / pattern))
+            if (r / "results.json").is_file()]
+    if not runs:
+        raise UserError(f"runs={pattern!r} matched no training run (a directory holding results.json)")
+    return runs
+
+
+def _checkpoints(cfg: DictConfig) -> list[str]:
+    """ckpt_path (one or a list) or, from runs=<glob>, each run's final weights (checkpoints/last.ckpt)."""
+    if cfg.get("ckpt_path") not in (None, "", "???"):
+        from cnnbench.commands.evaluate import checkpoint_paths
+
+        return checkpoint_paths(cfg.ckpt_path)
+    runs = _run_dirs(cfg)
+    if not runs:
+        raise UserError("layer_responses needs ckpt_path=<.ckpt> (or a list [a.ckpt,b.ckpt]) or runs=<glob of run dirs>")
+    paths = []
+    for run in runs:
+        last = run / "checkpoints" / "last.ckpt"
+        best = json.loads((run / "results.json").read_text()).get("checkpoint")
+        path = last if last.is_file() else (Path(best) if best else None)
+        if path is None or not path.is_file():
+            raise UserError(f"run {run} has no checkpoint (checkpoints/last.ckpt)")
+        paths.append(str(path))
+    return paths
+
+
+def _layer_responses(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], list[Path]]:
+    import torch
+
+    from cnnbench.analysis.layer_responses import layer_responses, plot_layer_responses
+    from cnnbench.checkpoint import check_compatible, module_from_checkpoint
+    from cnnbench.data import ImageDataModule
+    from cnnbench.evaluation.engine import pick_device
+
+    device = pick_device(cfg)
+    limit = cfg.get("images")
+    networks: dict[str, Any] = {}
+    for path in _checkpoints(cfg):
+        module, record = module_from_checkpoint(path)
+        data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+        if data_cfg.get("root") not in (None, "???"):
+            data_cfg["root"] = absolute(str(data_cfg["root"]))
+        data_cfg["val_split"] = 0  # only the test split is read
+        if data_cfg.get("image_size") is None:
+            data_cfg["image_size"] = int(record["image_size"])
+        name = str(record["model"]["name"])
+        dm = ImageDataModule(data_cfg, {"name": "none"}, name, seed=int(cfg.seed)).load()
+        check_compatible(record, path, None, dm.num_classes)
+        loader = dm._loader(dm.test_split, train=False)
+        with torch.inference_mode():
+            res = layer_responses(module.model, loader, prepare=module.prepare, device=device,
+                                  limit=int(limit) if limit is not None else None)
+        label, k = name, 2
+        while label in networks:
+            label, k = f"{name} ({k})", k + 1
+        networks[label] = {"model": name, "checkpoint": path, **res}
+        print(f"cnnbench analyze: {label}: {res['n_layers']} 3×3 layers on {res['n_images']} test images, "
+              f"std first/last {res['std_layer_order'][0]:.3f}/{res['std_layer_order'][-1]:.3f}, "
+              f"mean {sum(res['std_layer_order']) / res['n_layers']:.3f}", flush=True)
+    summary = {"analysis": "layer_responses", "paper": "He et al. 2015 §4.2, Fig. 7",
+               "data": str(cfg.data.name), "split": "test",
+               "response": "output of the BatchNorm2d that follows each 3x3 conv (before ReLU/addition), eval mode",
+               "std": "pooled over images, channels and positions (std_channel_mean: per channel, averaged)",
+               "networks": networks}
+    json_path, png_path = run_dir / "layer_responses.json", run_dir / "layer_responses.png"
+    write_json(json_path, summary)
+    plot_layer_responses({k: v for k, v in networks.items()}, png_path,
+                         title=f"std of 3×3 layer responses on {cfg.data.name} test images (cf. He et al. Fig. 7)")
+    return summary, [json_path, png_path]
+
+
+def _degradation(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], list[Path]]:
+    from cnnbench.analysis.degradation import compare, plot_degradation, summarize_run
+
+    runs = _run_dirs(cfg)
+    if not runs:
+        raise UserError("degradation needs runs=<glob of the sweep's run dirs> (e.g. runs='multirun/train/…/*')")
+    rows = [r for r in (summarize_run(run, float(cfg.get("end_fraction", 0.25))) for run in runs) if r]
+    if not rows:
+        raise UserError(f"runs={cfg.runs!r}: no run logged train/err in metrics.csv (train with this cnnbench)")
+    png_path, json_path = run_dir / "degradation.png", run_dir / "degradation.json"
+    plot_degradation(rows, png_path, smooth=int(cfg.get("smooth", 5)))
+    comparison = compare(rows)
+    summary = {"analysis": "degradation", "paper": "He et al. 2015 §4.2, Fig. 1 and Fig. 6",
+               "end_fraction": float(cfg.get("end_fraction", 0.25)), "comparison": comparison, "runs": rows}
+    write_json(json_path, summary)
+    for r in sorted(rows, key=lambda r: (r["family"], r["depth"])):
+        val = f"{100 * r['val_err_final']:.2f}" if r["val_err_final"] is not None else "—"
+        test = f"{100 * r['test_err']:.2f}" if r["test_err"] is not None else "—"
+        print(f"cnnbench analyze: {r['model']:<10} train err (last {r['train_err_final_batches']} logged batches) "
+              f"{100 * r['train_err_final']:.2f}%  held-out err {val}%  test err {test}%", flush=True)
+    for family, c in comparison.items():
+        print(f"cnnbench analyze: {family}: {c['deep']} vs {c['shallow']} — claim holds on training error: "
+              f"{c.get('claim_holds_on_train_error')}, on test error: {c.get('claim_holds_on_test_error')}", flush=True)
+    return summary, [json_path, png_path]
+
+
+ANALYSES = {"layer_responses": _layer_responses, "degradation": _degradation}
+
+
+def analyze(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
+    name = cfg.get("analysis")
+    if name not in ANALYSES:
+        raise UserError(f"analysis={name!r} is not an analysis; valid choices: {', '.join(ANALYSES)} "
+                        "(cnnbench analyze layer_responses ckpt_path=…)")
+    run_dir = resolve_run_dir(run_dir)
+    summary, files = ANALYSES[name](cfg, run_dir)
+    copy_to = cfg.get("copy_to")
+    if copy_to:
+        target = Path(absolute(str(copy_to)))
+        target.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            shutil.copy2(f, target / f.name)
+    print(f"cnnbench analyze: {name} → {', '.join(str(f) for f in files)}"
+          + (f" (copied to {copy_to})" if copy_to else ""), flush=True)
+    return summary

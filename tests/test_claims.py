@@ -1,0 +1,237 @@
+"""The papers' claims (docs/claims.md): smoke runs of each claim on tiny real data, and the analyses'
+arithmetic on networks where the answer is known."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tests.conftest import FAST, compose_cfg
+
+# A few hundred Fashion-MNIST images, a handful of iterations: the claim's pipeline, not its result.
+TINY = ["data.limit_train=256", "data.val_split=64", "data.limit_test=64", "data.batch_size=32",
+        "trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.log_every_n_steps=1",
+        "schedule.milestones_steps=[2,3]", "checkpoint.save_last=true"]
+
+
+def _head_of_idx(src: Path, dst: Path, n: int) -> None:
+    """The first `n` records of a gzipped IDX file, written uncompressed (only those bytes are inflated)."""
+    import gzip
+    import struct
+
+    with gzip.open(src, "rb") as f:
+        magic = f.read(4)
+        ndim = magic[3]
+        dims = list(struct.unpack(f">{ndim}I", f.read(4 * ndim)))
+        record = int(np.prod(dims[1:])) if ndim > 1 else 1
+        body = f.read(n * record)
+    dst.write_bytes(magic + struct.pack(f">{ndim}I", n, *dims[1:]) + body)
+
+
+@pytest.fixture(scope="module")
+def fashion_small(tmp_path_factory, fashion_mnist) -> Path:
+    """A few hundred real Fashion-MNIST images (the files' first 448 train and 128 test records)."""
+    root = tmp_path_factory.mktemp("fashion_small")
+    for split, n in (("train", 448), ("t10k", 128)):
+        for kind in ("images-idx3", "labels-idx1"):
+            _head_of_idx(fashion_mnist / f"{split}-{kind}-ubyte.gz", root / f"{split}-{kind}-ubyte", n)
+    return root
+
+
+@pytest.fixture(scope="module")
+def claim_runs(tmp_path_factory, fashion_small) -> Path:
+    """Two tiny runs of experiment=claim_degradation (one plain, one residual net) in one sweep-like folder."""
+    from cnnbench.commands.train import train
+
+    sweep = tmp_path_factory.mktemp("claim_degradation")
+    for job, model in enumerate(("plain20", "resnet20")):
+        cfg = compose_cfg("train", ["experiment=claim_degradation", f"model={model}", f"data.root={fashion_small}",
+                                    *FAST, *TINY])
+        train(cfg, run_dir=sweep / str(job))
+    return sweep
+
+
+def _analyze(overrides: list[str], run_dir: Path) -> dict:
+    from cnnbench.commands.analyze import analyze
+
+    return analyze(compose_cfg("analyze", overrides), run_dir=run_dir)
+
+
+# -- claim 1: degradation ----------------------------------------------------------------------------
+def test_claim_degradation_composes_the_four_nets_of_fig6():
+    from hydra import compose, initialize_config_dir
+
+    from tests.conftest import CONF
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name="test"):
+        cfg = compose(config_name="train", overrides=["experiment=claim_degradation"], return_hydra_config=True)
+    assert cfg.hydra.sweeper.params.model == "plain20,plain56,resnet20,resnet56"
+    # the paper's ÷10 at 50% and 75% of the run, at the reduced length
+    assert list(cfg.schedule.milestones_steps) == [cfg.trainer.max_steps // 2, 3 * cfg.trainer.max_steps // 4]
+    assert cfg.optimizer.lr == 0.1 and cfg.optimizer.reference_batch == 128 and cfg.data.mean_mode == "pixel"
+
+
+def test_claim_degradation_comments_every_number():
+    """Each line that sets a number says where it comes from (§4.2) or that it is reduced (and why)."""
+    import re
+
+    from tests.conftest import CONF
+
+    numeric = re.compile(r"^\[?[-+0-9.eE, ]*[0-9][-+0-9.eE, ]*\]?$")
+    checked = 0
+    for line in (CONF / "experiment" / "claim_degradation.yaml").read_text().splitlines():
+        body = line.split("#", 1)[0]
+        if ":" in body and numeric.match(body.split(":", 1)[1].strip()):
+            checked += 1
+            assert "#" in line, f"uncommented number: {line.strip()}"
+    assert checked >= 10
+
+
+def test_claim_degradation_smoke_figure(claim_runs, tmp_path):
+    summary = _analyze(["analysis=degradation", f"runs={claim_runs}/*", f"copy_to={tmp_path / 'copy'}"],
+                       tmp_path / "out")
+    assert (tmp_path / "out" / "degradation.png").stat().st_size > 1000
+    assert (tmp_path / "copy" / "degradation.png").is_file()
+    on_disk = json.loads((tmp_path / "out" / "degradation.json").read_text())
+    models = sorted(r["model"] for r in on_disk["runs"])
+    assert models == ["plain20", "resnet20"]
+    for r in summary["runs"]:
+        # every iteration logged its batch's training error (log_every_n_steps=1), validation every 2
+        assert [it for it, _ in r["curves"]["train"]] == [1, 2, 3, 4]
+        assert [it for it, _ in r["curves"]["val"]] == [2, 4]
+        assert all(0.0 <= e <= 1.0 for _, e in r["curves"]["train"])
+        assert 0.0 <= r["test_err"] <= 1.0
+
+
+def test_degradation_compare_reads_the_claim_per_family():
+    from cnnbench.analysis.degradation import compare
+
+    rows = [{"model": m, "family": "plain" if m.startswith("plain") else "residual", "depth": d,
+             "train_err_final": e, "val_err_final": None, "test_err": t}
+            for m, d, e, t in (("plain20", 20, 0.10, 0.12), ("plain56", 56, 0.20, 0.22),
+                               ("resnet20", 20, 0.10, 0.12), ("resnet56", 56, 0.12, 0.11))]
+    c = compare(rows)
+    assert c["plain"]["claim_holds_on_train_error"] is True
+    assert c["residual"]["claim_holds_on_train_error"] is False  # deeper ResNet trained worse here
+    assert c["residual"]["claim_holds_on_test_error"] is True
+    assert c["plain"]["train_err_final_delta_deep_minus_shallow"] == pytest.approx(0.10)
+
+
+def test_moving_average():
+    from cnnbench.analysis.degradation import moving_average
+
+    assert moving_average([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
+
+
+# -- claim 2: layer responses ------------------------------------------------------------------------
+def test_claim_layer_responses_smoke_figure(claim_runs, tmp_path, fashion_small):
+    summary = _analyze(["analysis=layer_responses", f"runs={claim_runs}/*", "images=50",
+                        f"data.root={fashion_small}", "hardware=cpu"], tmp_path)
+    assert (tmp_path / "layer_responses.png").stat().st_size > 1000
+    nets = json.loads((tmp_path / "layer_responses.json").read_text())["networks"]
+    assert sorted(nets) == ["plain20", "resnet20"]
+    for res in summary["networks"].values():
+        assert res["n_images"] == 50
+        assert res["n_layers"] == 19  # 6n+1 = 19 3×3 convs in a 20-layer CIFAR net (n = 3), each followed by BN
+        assert res["std_sorted"] == sorted(res["std_layer_order"], reverse=True)
+        assert all(s > 0 for s in res["std_layer_order"])
+
+
+def test_layer_responses_pairs_only_bn_fed_by_a_3x3_conv():
+    from cnnbench.analysis.layer_responses import find_conv_bn_pairs
+
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(inplace=True),  # pair 1
+        nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4),                                     # 1×1: not a response
+        nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(4),              # BN not fed by the conv
+        nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4),                          # pair 2
+    )
+    assert find_conv_bn_pairs(net, torch.randn(2, 3, 8, 8)) == [("0", "1"), ("8", "9")]
+
+
+@pytest.mark.parametrize("name", ["resnet20", "plain20"])
+def test_layer_responses_hooks_every_3x3_conv_of_the_cifar_nets(name):
+    from cnnbench.analysis.layer_responses import find_conv_bn_pairs
+    from cnnbench.models import create_model
+
+    net = create_model(name, num_classes=10)
+    convs = [n for n, m in net.named_modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
+    pairs = find_conv_bn_pairs(net, torch.randn(2, 3, 28, 28))
+    assert len(convs) == 19
+    assert [c for c, _ in pairs] == convs  # every 3×3 conv, in the order they run
+
+
+def test_layer_responses_std_of_a_known_bn_output():
+    """Identity 3×3 conv → BN (eval: mean 0, var 1, eps 0, weight γ, bias β) → in-place ReLU: the response is
+    γ·x + β, taken before the ReLU overwrites it."""
+    from cnnbench.analysis.layer_responses import layer_responses
+
+    conv = nn.Conv2d(2, 2, 3, padding=1, bias=False)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0, 1, 1] = conv.weight[1, 1, 1, 1] = 1.0
+    bn = nn.BatchNorm2d(2, eps=0.0)
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([3.0, -0.5]))
+        bn.bias.copy_(torch.tensor([1.0, -2.0]))
+    net = nn.Sequential(conv, bn, nn.ReLU(inplace=True))
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(12, 2, 5, 5, generator=gen) * 2 + 1
+    y = x * bn.weight.detach().view(1, -1, 1, 1) + bn.bias.detach().view(1, -1, 1, 1)
+    batches = [(x[:5], None), (x[5:], None)]  # two batches: the moments accumulate across them
+    res = layer_responses(net, batches)
+    assert res["n_images"] == 12 and res["n_layers"] == 1
+    layer = res["layers"][0]
+    assert (layer["conv"], layer["bn"]) == ("0", "1")
+    assert layer["std"] == pytest.approx(float(y.std(unbiased=False)), rel=1e-6)
+    per_channel = y.transpose(0, 1).reshape(2, -1).std(dim=1, unbiased=False)
+    assert layer["std_channel_mean"] == pytest.approx(float(per_channel.mean()), rel=1e-6)
+    assert res["std_layer_order"] == res["std_sorted"] == [layer["std"]]
+
+
+def test_layer_responses_limit_counts_images():
+    from cnnbench.analysis.layer_responses import layer_responses
+
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    res = layer_responses(net, [(torch.randn(8, 1, 6, 6), None)] * 3, limit=10)
+    assert res["n_images"] == 10
+
+
+def test_layer_responses_refuses_a_net_without_conv_bn():
+    from cnnbench.analysis.layer_responses import layer_responses
+    from cnnbench.runtime import UserError
+
+    with pytest.raises(UserError, match="3×3 convolution followed by a BatchNorm2d"):
+        layer_responses(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()), [(torch.randn(2, 1, 6, 6), None)])
+
+
+# -- the command ---------------------------------------------------------------------------------------
+def test_analyze_bad_name_is_one_line_with_the_choices(tmp_path):
+    from cnnbench.runtime import UserError
+
+    with pytest.raises(UserError, match=r"analysis='layer_response' is not an analysis; valid choices: "
+                                        r"layer_responses, degradation"):
+        _analyze(["analysis=layer_response"], tmp_path)
+
+
+def test_analyze_cli_bare_name_and_bad_name_exit_2(tmp_path, monkeypatch, capsys):
+    from cnnbench.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["analyze", "nonsense", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["cnnbench analyze: error: analysis='nonsense' is not an analysis; valid choices: "
+                   "layer_responses, degradation (cnnbench analyze layer_responses ckpt_path=…)"]
+
+
+def test_analyze_degradation_without_matching_runs(tmp_path):
+    from cnnbench.runtime import UserError
+
+    with pytest.raises(UserError, match="matched no training run"):
+        _analyze(["analysis=degradation", f"runs={tmp_path}/nothing*"], tmp_path)
