@@ -42,7 +42,14 @@ def write_summary(sweep_dir: Path) -> list[dict[str, Any]]:
         table.add_column(col)
     for row in rows:
         table.add_row(*[_fmt(row.get(c)) for c in COLUMNS[:-1]])
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for metric in ("val/acc1", "test/acc1"):
+        scored = [r for r in rows if isinstance(r.get(metric), (int, float))]
+        if scored:
+            best = max(scored, key=lambda r: r[metric])
+            console.print(f"best by {metric}: job {best['job']} ({_fmt(best[metric])}) {best.get('overrides', '')}")
+            break
     return rows
 
 
