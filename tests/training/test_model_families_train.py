@@ -53,3 +53,15 @@ def test_googlenet_aux_losses_enter_training(tmp_path):
     cfg = compose_cfg("train", TINY + ["model=googlenet", "model.scaling.width_mult=0.25", "data.image_size=64"])
     train(cfg, run_dir=tmp_path, callbacks=[Grab()])
     assert seen == {"n_outputs": 3, "weights": (0.3, 0.3)}
+
+
+@pytest.mark.parametrize("model,extra", [("resnet18", ["model.shortcut=B"]), ("vgg11", ["model.batch_norm=true"]),
+                                         ("plain18", [])])
+def test_imagenet_families_take_steps_on_fashion_mnist(tmp_path, fashion_mnist, model, extra):
+    """A few steps on a real Fashion-MNIST subset (28² raised to 32², gray → RGB)."""
+    cfg = compose_cfg("train", FAST + [f"model={model}", *extra, "data.limit_train=48", "data.val_split=16",
+                                       "data.limit_test=16", "data.batch_size=16", "trainer.max_epochs=1",
+                                       "data.image_size=32", "augmentation=none"])
+    results = train(cfg, run_dir=tmp_path)
+    assert results["data"] == "fashion_mnist" and results["steps"] == 3 and results["n_test"] == 16  # 48 / 16
+    assert results["train/loss_last"] is not None and results["train/loss_last"] == results["train/loss_last"]
