@@ -71,6 +71,7 @@ def test_cfg_job_prints_config(tmp_path):
     assert out.returncode == 0 and "name: resnet56" in out.stdout and "trainer:" in out.stdout
 
 
+@pytest.mark.slow
 def test_train_eval_profile_predict_smoke(tmp_path):
     """One run of each command through the console entry point."""
     out = run(["train", *SMALL, "run_name=smoke"], tmp_path)
