@@ -55,6 +55,7 @@ def test_googlenet_aux_losses_enter_training(tmp_path):
     assert seen == {"n_outputs": 3, "weights": (0.3, 0.3)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model,extra", [("resnet18", ["model.shortcut=B"]), ("vgg11", ["model.batch_norm=true"]),
                                          ("plain18", [])])
 def test_imagenet_families_take_steps_on_fashion_mnist(tmp_path, fashion_mnist, model, extra):
