@@ -57,6 +57,13 @@ def module_from_checkpoint(path: str | Path) -> tuple[ClassificationModule, dict
     """Rebuild the LightningModule of a checkpoint (eval mode) and return it with its record."""
     ckpt = load_checkpoint(path)
     record = record_of(ckpt, path)
+    return module_from_loaded(ckpt, record, path), record
+
+
+def module_from_loaded(ckpt: dict[str, Any], record: dict[str, Any], path: str | Path,
+                       state_key: str = "state_dict") -> ClassificationModule:
+    """The eval-mode module of an already-loaded checkpoint, with the weights stored under `state_key`
+    (`state_dict`, or `current_model_state` for the raw weights of a weight-averaged run)."""
     model_cfg = dict(record["model"])
     model_cfg["compile"] = False
     module = ClassificationModule(
@@ -69,7 +76,10 @@ def module_from_checkpoint(path: str | Path) -> tuple[ClassificationModule, dict
         crop_pct=record.get("crop_pct", 1.0),
         data_name=record.get("data", ""),
     )
-    state = {k.replace("model._orig_mod.", "model."): v for k, v in ckpt["state_dict"].items()}
-    module.load_state_dict(state)
+    state = {k.replace("model._orig_mod.", "model."): v for k, v in ckpt[state_key].items()}
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"cannot load the weights of {path}: {str(err).splitlines()[0]}") from None
     module.eval()
-    return module, record
+    return module

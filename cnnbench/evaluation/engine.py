@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from cnnbench.checkpoint import CheckpointError, load_checkpoint, record_of
+from cnnbench.checkpoint import load_checkpoint, module_from_loaded, record_of
 from cnnbench.data.transforms import eval_transform
 from cnnbench.evaluation.aggregate import AGGREGATES, aggregate_views, average
 from cnnbench.evaluation.crops import CROP_CHOICES, default_scales, extract, protocol_views, whole_views
@@ -61,25 +61,13 @@ def load_member(path: str, weights: str = "averaged") -> Member:
     Lightning's WeightAveraging callback stores the averaged weights in `state_dict` and the
     current (raw) ones in `current_model_state`; checkpoints of runs without it hold one set.
     """
-    from cnnbench.training.module import ClassificationModule
-
     if weights not in WEIGHTS:
         raise UserError(f"eval.weights={weights!r}; valid choices: {', '.join(WEIGHTS)}")
     ckpt = load_checkpoint(path)
     record = record_of(ckpt, path)
     averaged = "current_model_state" in ckpt
-    state = ckpt["current_model_state"] if (weights == "raw" and averaged) else ckpt["state_dict"]
-    model_cfg = {**record["model"], "compile": False}
-    module = ClassificationModule(
-        model=model_cfg, num_classes=record["num_classes"], in_chans=record["in_chans"],
-        normalization=record["normalization"], classes=record["classes"], image_size=record["image_size"],
-        crop_pct=record.get("crop_pct", 1.0), data_name=record.get("data", ""),
-    )
-    try:
-        module.load_state_dict({k.replace("model._orig_mod.", "model."): v for k, v in state.items()})
-    except RuntimeError as err:
-        raise CheckpointError(f"cannot load the weights of {path}: {str(err).splitlines()[0]}") from None
-    module.eval()
+    state_key = "current_model_state" if (weights == "raw" and averaged) else "state_dict"
+    module = module_from_loaded(ckpt, record, path, state_key)
     used = ("raw" if weights == "raw" else "averaged") if averaged else "plain"
     return Member(path=str(path), module=module, record=record, weights=used)
 
