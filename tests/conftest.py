@@ -152,3 +152,24 @@ def tiny_checkpoint_b(tmp_path_factory) -> Path:
     """A second, different checkpoint (another seed and depth), for ensembles."""
     results = train_tiny(tmp_path_factory.mktemp("tiny_b"), ["seed=2", "model=plain20"])
     return Path(results["checkpoint"])
+
+
+def meta(name: str, **kw):
+    """A registered model built on the meta device (no memory, no init cost)."""
+    from cnnbench.models import create_model
+
+    with torch.device("meta"):
+        return create_model(name, **kw)
+
+
+def stage_shapes(model, size: int) -> dict[str, tuple[int, ...]]:
+    """Output shape of every child of `model.features` for one meta-device image."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    hooks = [m.register_forward_hook(lambda _m, _i, o, n=n: shapes.__setitem__(n, tuple(o.shape[1:])))
+             for n, m in model.features.named_children()]
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, 3, size, size, device="meta"))
+    for h in hooks:
+        h.remove()
+    return shapes

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import meta, stage_shapes
 from omegaconf import OmegaConf
 from torch import nn
 
@@ -12,24 +13,6 @@ from cnnbench.models import create_model, list_models, model_info
 from cnnbench.profiling import count_macs, count_params
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def meta(name: str, **kw) -> nn.Module:
-    with torch.device("meta"):
-        return create_model(name, **kw)
-
-
-def stage_shapes(model: nn.Module, size: int) -> dict[str, tuple[int, ...]]:
-    """Output shape of every child of `model.features` for one meta-device image."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    hooks = [m.register_forward_hook(lambda _m, _i, o, n=n: shapes.__setitem__(n, tuple(o.shape[1:])))
-             for n, m in model.features.named_children()]
-    model.eval()
-    with torch.no_grad():
-        model(torch.zeros(1, 3, size, size, device="meta"))
-    for h in hooks:
-        h.remove()
-    return shapes
 
 
 # Table 1 "output size" column (C, H, W) at 224².

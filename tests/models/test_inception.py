@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import meta, stage_shapes
 from omegaconf import OmegaConf
 from torch import nn
 
@@ -15,23 +16,6 @@ from cnnbench.profiling import count_macs, count_params
 ROOT = Path(__file__).resolve().parents[2]
 FAMILY = ["googlenet", "inception_v3", "inception_v4", "inception_resnet_v1", "inception_resnet_v2",
           "inception_resnet_v2_tfslim"]
-
-
-def meta(name: str, **kw) -> nn.Module:
-    with torch.device("meta"):
-        return create_model(name, **kw)
-
-
-def stage_shapes(model: nn.Module, size: int) -> dict[str, tuple[int, ...]]:
-    shapes: dict[str, tuple[int, ...]] = {}
-    hooks = [m.register_forward_hook(lambda _m, _i, o, n=n: shapes.__setitem__(n, tuple(o.shape[1:])))
-             for n, m in model.features.named_children()]
-    model.eval()
-    with torch.no_grad():
-        model(torch.zeros(1, 3, size, size, device="meta"))
-    for h in hooks:
-        h.remove()
-    return shapes
 
 
 # ------------------------------------------------------------------ width rounding helper

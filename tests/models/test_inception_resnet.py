@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import meta, stage_shapes
 from torch import nn
 
 from cnnbench.models import create_model, model_info
@@ -15,23 +16,6 @@ TARGETS = {  # params at 1000 classes, MACs at 299² (inception.md B.7)
     "inception_resnet_v2": (32_433_928, 9.26e9),
     "inception_resnet_v2_tfslim": (55_843_464, 13.16e9),
 }
-
-
-def meta(name: str, **kw) -> nn.Module:
-    with torch.device("meta"):
-        return create_model(name, **kw)
-
-
-def stage_shapes(model: nn.Module, size: int) -> dict[str, tuple[int, ...]]:
-    shapes: dict[str, tuple[int, ...]] = {}
-    hooks = [m.register_forward_hook(lambda _m, _i, o, n=n: shapes.__setitem__(n, tuple(o.shape[1:])))
-             for n, m in model.features.named_children()]
-    model.eval()
-    with torch.no_grad():
-        model(torch.zeros(1, 3, size, size, device="meta"))
-    for h in hooks:
-        h.remove()
-    return shapes
 
 
 def rep(prefix: str, n: int, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
