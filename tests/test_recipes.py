@@ -96,6 +96,7 @@ def test_efficientnet_numbers():
     assert o.reference_batch == 4096 and o.no_decay_bn and not o.no_decay_bias
     assert (c.schedule.gamma, c.schedule.decay_every_epochs, c.schedule.warmup_epochs) == (0.97, 2.4, 5)
     assert c.trainer.max_epochs == 350 and c.loss.label_smoothing == 0.1
+    assert c.augmentation.name == "efficientnet" and c.augmentation.auto_augment == "v0"  # efficientnet.md §3
     assert c.ema.enabled and c.ema.decay == 0.9999 and c.data.val_split == 25000
     assert (c.model.bn_momentum, c.model.bn_eps) == (0.01, 1e-3)
     b4 = _cfg("efficientnet_imagenet", ["model=efficientnet_b4"])

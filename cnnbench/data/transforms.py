@@ -11,6 +11,8 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from cnnbench.data.autoaugment_v0 import AutoAugmentV0
+
 AUGMENTATIONS = ("none", "pad_crop_flip", "cifar", "random_resized_crop", "scale_jitter", "resnet_imagenet", "vgg",
                  "googlenet", "inception", "efficientnet")
 
@@ -32,7 +34,7 @@ class TorchvisionPolicy(A.ImageOnlyTransform):
         elif policy == "randaugment":
             self.op = v2.RandAugment()
         else:
-            raise ValueError(f"augmentation.auto_augment={policy!r}; valid choices: imagenet, randaugment, none")
+            raise ValueError(f"augmentation.auto_augment={policy!r}; valid choices: v0, imagenet, randaugment, none")
         self.policy = policy
 
     def get_params(self) -> dict:
@@ -126,6 +128,11 @@ def train_transform(aug, image_size: int, native_size: int | None, crop_pct: flo
         return A.Compose([_random_resized_crop(aug, image_size)] + flip + _colour(aug))
     if name == "efficientnet":
         policy = aug.get("auto_augment") or "none"
-        extra = [] if policy == "none" else [TorchvisionPolicy(policy)]
+        if policy == "none":
+            extra = []
+        elif policy == "v0":
+            extra = [AutoAugmentV0()]
+        else:
+            extra = [TorchvisionPolicy(policy)]
         return A.Compose([_random_resized_crop(aug, image_size)] + flip + extra)
     raise ValueError(f"unknown augmentation {name!r}; valid choices: {', '.join(AUGMENTATIONS)}")

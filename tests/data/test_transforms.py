@@ -65,5 +65,5 @@ def test_unknown_augmentation_and_policy_name_choices():
     with pytest.raises(ValueError, match="valid choices: none, pad_crop_flip"):
         train_transform(OmegaConf.create({"name": "mixup"}), 32, None, 1.0)
     bad = OmegaConf.merge(_aug("efficientnet"), {"auto_augment": "v9"})
-    with pytest.raises(ValueError, match="auto_augment='v9'; valid choices: imagenet, randaugment, none"):
+    with pytest.raises(ValueError, match="auto_augment='v9'; valid choices: v0, imagenet, randaugment, none"):
         train_transform(bad, 32, None, 1.0)

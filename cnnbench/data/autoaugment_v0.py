@@ -1,0 +1,138 @@
+"""The AutoAugment policy "v0" that EfficientNet was trained with (efficientnet.md §3, "Augmentation" row:
+`--augment_name=autoaugment`, policy 'v0', `translate_const=250`), built from torchvision.transforms.v2 ops.
+
+v0 is the TF-TPU reference's ImageNet policy, not the AutoAugment paper's "original" one that
+`torchvision.transforms.v2.AutoAugment` implements: 25 sub-policies of two (op, probability, level) steps; one
+sub-policy is drawn uniformly per image and each of its steps runs with its probability. Levels (0–10) map to
+op arguments as in the TF reference, including its quirks, so that the recipe is the paper's:
+
+- Posterize keeps int(level·0.4) bits (so level 2 keeps 0 bits: a black image, as in the reference);
+- Translate moves by level/10 · 250 px — absolute pixels at ImageNet resolutions; below 224 px the distance
+  is scaled by image_size/224 (a cnnbench choice for small-image datasets, where 250 px is the whole image);
+- shear and translate act about the top-left corner, geometric ops fill with grey 128 and use nearest
+  interpolation, and the signed ops (rotate, shear, translate) flip their sign with probability 1/2.
+"""
+from __future__ import annotations
+
+import math
+import random
+
+import albumentations as A
+import numpy as np
+import torch
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as F
+
+MAX_LEVEL = 10.0
+TRANSLATE_CONST = 250.0      # px, `translate_const` of the reference
+TRANSLATE_REFERENCE_SIZE = 224  # B0's resolution: below it, translations scale with the image
+FILL = 128
+
+# (op, probability, level) pairs, one row per sub-policy — the reference's `policy_v0()` table.
+POLICY_V0: tuple[tuple[tuple[str, float, int], tuple[str, float, int]], ...] = (
+    (("Equalize", 0.8, 1), ("ShearY", 0.8, 4)),
+    (("Color", 0.4, 9), ("Equalize", 0.6, 3)),
+    (("Color", 0.4, 1), ("Rotate", 0.6, 8)),
+    (("Solarize", 0.8, 3), ("Equalize", 0.4, 7)),
+    (("Solarize", 0.4, 2), ("Solarize", 0.6, 2)),
+    (("Color", 0.2, 0), ("Equalize", 0.8, 8)),
+    (("Equalize", 0.4, 8), ("SolarizeAdd", 0.8, 3)),
+    (("ShearX", 0.2, 9), ("Rotate", 0.6, 8)),
+    (("Color", 0.6, 1), ("Equalize", 1.0, 2)),
+    (("Invert", 0.4, 9), ("Rotate", 0.6, 0)),
+    (("Equalize", 1.0, 9), ("ShearY", 0.6, 3)),
+    (("Color", 0.4, 7), ("Equalize", 0.6, 0)),
+    (("Posterize", 0.4, 6), ("AutoContrast", 0.4, 7)),
+    (("Solarize", 0.6, 8), ("Color", 0.6, 9)),
+    (("Solarize", 0.2, 4), ("Rotate", 0.8, 9)),
+    (("Rotate", 1.0, 7), ("TranslateY", 0.8, 9)),
+    (("ShearX", 0.0, 0), ("Solarize", 0.8, 4)),
+    (("ShearY", 0.8, 0), ("Color", 0.6, 4)),
+    (("Color", 1.0, 0), ("Rotate", 0.6, 2)),
+    (("Equalize", 0.8, 4), ("Equalize", 0.0, 8)),
+    (("Equalize", 1.0, 4), ("AutoContrast", 0.6, 2)),
+    (("ShearY", 0.4, 7), ("SolarizeAdd", 0.6, 7)),
+    (("Posterize", 0.8, 2), ("Solarize", 0.6, 10)),
+    (("Solarize", 0.6, 8), ("Equalize", 0.6, 1)),
+    (("Color", 0.8, 6), ("Rotate", 0.4, 5)),
+)
+
+SIGNED_OPS = ("Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY")
+
+
+def level_to_arg(op: str, level: float, image_size: int) -> float:
+    """The op's argument for a level in [0, 10] (TF reference `level_to_arg`), before any sign flip."""
+    frac = level / MAX_LEVEL
+    if op == "Rotate":
+        return frac * 30.0                              # degrees
+    if op in ("ShearX", "ShearY"):
+        return frac * 0.3                               # shear factor
+    if op in ("TranslateX", "TranslateY"):
+        return frac * TRANSLATE_CONST * min(1.0, image_size / TRANSLATE_REFERENCE_SIZE)  # pixels
+    if op == "Color":
+        return frac * 1.8 + 0.1                         # enhancement factor
+    if op == "Posterize":
+        return float(int(frac * 4))                     # bits kept
+    if op == "Solarize":
+        return float(int(frac * 256))                   # threshold
+    if op == "SolarizeAdd":
+        return float(int(frac * 110))                   # added below 128
+    return 0.0                                          # Equalize, AutoContrast, Invert take no argument
+
+
+def apply_op(img: torch.Tensor, op: str, arg: float) -> torch.Tensor:
+    """One v0 op on a uint8 CHW tensor."""
+    nearest, fill = InterpolationMode.NEAREST, [float(FILL)] * img.shape[0]
+    if op == "Equalize":
+        return F.equalize(img)
+    if op == "AutoContrast":
+        return F.autocontrast(img)
+    if op == "Invert":
+        return F.invert(img)
+    if op == "Posterize":
+        return F.posterize(img, int(arg))
+    if op == "Solarize":   # level 10 gives threshold 256: nothing is inverted
+        return img if arg > 255 else F.solarize(img, arg)
+    if op == "SolarizeAdd":
+        added = (img.to(torch.int16) + int(arg)).clamp(0, 255).to(torch.uint8)
+        return torch.where(img < 128, added, img)
+    if op == "Color":
+        return F.adjust_saturation(img, arg)   # a blend with the grey image; identity on one channel
+    if op == "Rotate":
+        return F.rotate(img, arg, interpolation=nearest, fill=fill)
+    if op in ("ShearX", "ShearY"):
+        degrees = math.degrees(math.atan(arg))
+        shear = [degrees, 0.0] if op == "ShearX" else [0.0, degrees]
+        return F.affine(img, angle=0.0, translate=[0, 0], scale=1.0, shear=shear, interpolation=nearest,
+                        fill=fill, center=[0, 0])
+    if op in ("TranslateX", "TranslateY"):
+        shift = [int(arg), 0] if op == "TranslateX" else [0, int(arg)]
+        return F.affine(img, angle=0.0, translate=shift, scale=1.0, shear=[0.0, 0.0], interpolation=nearest,
+                        fill=fill)
+    raise ValueError(f"unknown AutoAugment op {op!r}")
+
+
+def apply_v0(img: np.ndarray, rng: random.Random) -> np.ndarray:
+    """Draw a v0 sub-policy with `rng` and apply it to a uint8 HWC image."""
+    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
+    for op, prob, level in POLICY_V0[rng.randrange(len(POLICY_V0))]:
+        if rng.random() >= prob:
+            continue
+        arg = level_to_arg(op, level, min(x.shape[-2:]))
+        if op in SIGNED_OPS and rng.random() < 0.5:
+            arg = -arg
+        x = apply_op(x, op, arg)
+    return x.permute(1, 2, 0).contiguous().numpy()
+
+
+class AutoAugmentV0(A.ImageOnlyTransform):
+    """The v0 policy as an albumentations step, drawing from the pipeline's seeded random state."""
+
+    def get_params(self) -> dict:
+        return {"policy_seed": self.py_random.randint(0, 2**31 - 1)}
+
+    def apply(self, img: np.ndarray, policy_seed: int = 0, **params) -> np.ndarray:
+        return apply_v0(img, random.Random(policy_seed))
+
+    def get_transform_init_args_names(self):
+        return ()
