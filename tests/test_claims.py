@@ -75,20 +75,25 @@ def test_claim_degradation_composes_the_four_nets_of_fig6():
     assert cfg.optimizer.lr == 0.1 and cfg.optimizer.reference_batch == 128 and cfg.data.mean_mode == "pixel"
 
 
-def test_claim_degradation_comments_every_number():
-    """Each line that sets a number says where it comes from (§4.2) or that it is reduced (and why)."""
+CLAIM_EXPERIMENTS = ["claim_degradation", "claim_fmnist_base", "claim_inception_residual", "claim_compound_scaling",
+                     "claim_aux_classifiers", "claim_residual_scaling", "claim_highway_vs_resnet"]
+
+
+@pytest.mark.parametrize("experiment", CLAIM_EXPERIMENTS)
+def test_claim_experiments_comment_every_number(experiment):
+    """Each line that sets a number says where it comes from (the paper's section) or that it is reduced (why)."""
     import re
 
     from tests.conftest import CONF
 
     numeric = re.compile(r"^\[?[-+0-9.eE, ]*[0-9][-+0-9.eE, ]*\]?$")
     checked = 0
-    for line in (CONF / "experiment" / "claim_degradation.yaml").read_text().splitlines():
+    for line in (CONF / "experiment" / f"{experiment}.yaml").read_text().splitlines():
         body = line.split("#", 1)[0]
         if ":" in body and numeric.match(body.split(":", 1)[1].strip()):
             checked += 1
             assert "#" in line, f"uncommented number: {line.strip()}"
-    assert checked >= 10
+    assert checked >= (1 if experiment == "claim_residual_scaling" else 3)
 
 
 def test_claim_degradation_smoke_figure(claim_runs, tmp_path):
@@ -214,7 +219,7 @@ def test_analyze_bad_name_is_one_line_with_the_choices(tmp_path):
     from cnnbench.runtime import UserError
 
     with pytest.raises(UserError, match=r"analysis='layer_response' is not an analysis; valid choices: "
-                                        r"layer_responses, degradation"):
+                                        r"layer_responses, degradation, curves, scaling"):
         _analyze(["analysis=layer_response"], tmp_path)
 
 
@@ -227,7 +232,7 @@ def test_analyze_cli_bare_name_and_bad_name_exit_2(tmp_path, monkeypatch, capsys
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["cnnbench analyze: error: analysis='nonsense' is not an analysis; valid choices: "
-                   "layer_responses, degradation (cnnbench analyze layer_responses ckpt_path=…)"]
+                   "layer_responses, degradation, curves, scaling (cnnbench analyze layer_responses ckpt_path=…)"]
 
 
 def test_analyze_degradation_without_matching_runs(tmp_path):
@@ -235,3 +240,135 @@ def test_analyze_degradation_without_matching_runs(tmp_path):
 
     with pytest.raises(UserError, match="matched no training run"):
         _analyze(["analysis=degradation", f"runs={tmp_path}/nothing*"], tmp_path)
+
+
+# -- claims 3-6: the sweeps, their figures -----------------------------------------------------------
+# The shared tiny run of claims 3-6 (claim_fmnist_base has no LR milestones, so TINY's are left out).
+TINY_RUN = [o for o in TINY if not o.startswith("schedule.")] + ["data.batch_size=16"]
+
+
+def _sweep_params(experiment: str) -> dict:
+    from hydra import compose, initialize_config_dir
+
+    from tests.conftest import CONF
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name="test"):
+        cfg = compose(config_name="train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+    return dict(cfg.hydra.sweeper.params)
+
+
+def _tiny_sweep(root: Path, experiment: str, jobs: list[list[str]], fashion_small: Path) -> Path:
+    """Jobs of a claim's sweep, each in <root>/<job>/ with the .hydra/overrides.yaml a Hydra multirun writes."""
+    from omegaconf import OmegaConf
+
+    from cnnbench.commands.train import train
+
+    for job, overrides in enumerate(jobs):
+        run = root / str(job)
+        cfg = compose_cfg("train", [f"experiment={experiment}", *overrides, f"data.root={fashion_small}", *FAST,
+                                    *TINY_RUN])
+        train(cfg, run_dir=run)
+        (run / ".hydra").mkdir(exist_ok=True)
+        OmegaConf.save(OmegaConf.create([*overrides, f"experiment={experiment}"]), run / ".hydra" / "overrides.yaml")
+    return root
+
+
+def test_claim_sweeps_compare_what_the_papers_compare():
+    assert _sweep_params("claim_inception_residual") == {"model": "inception_v4,inception_resnet_v2",
+                                                         "trainer.gradient_clip_val": "2.0,null"}
+    assert _sweep_params("claim_residual_scaling") == {"model": "inception_resnet_v2",
+                                                       "model.residual_scale": "0.1,1.0", "trainer.gradient_clip_val": 2.0}
+    assert _sweep_params("claim_aux_classifiers") == {"model.aux_logits": "true,false"}
+    assert _sweep_params("claim_highway_vs_resnet")["claim.variant"].split(",") == [
+        "highway_20", "highway_32", "resnet_20", "resnet_32"]
+    variants = _sweep_params("claim_compound_scaling")["claim.variant"].split(",")
+    assert variants[0] == "base" and {v.split("_")[0] for v in variants[1:]} == {"depth", "width", "resolution",
+                                                                                  "compound"}
+
+
+def test_claim_inception_pair_shares_width_resolution_and_the_papers_optimizer():
+    for model in ("inception_v4", "inception_resnet_v2"):
+        c = compose_cfg("train", ["experiment=claim_inception_residual", f"model={model}"])
+        assert c.model.name == model and c.model.scaling.width_mult == 0.25 and c.data.image_size == 75
+        o = c.optimizer
+        assert (o.name, o.lr, o.decay, o.eps, o.reference_batch) == ("rmsprop_tf", 0.045, 0.9, 1.0, 640)  # §4
+        assert (c.schedule.gamma, c.schedule.decay_every_epochs) == (0.94, 2)  # §4
+
+
+def test_claim_compound_scaling_variants_follow_eq3():
+    """The compound variants are the paper's α, β, γ = 1.2, 1.1, 1.15 raised to φ = 1, 2 on the base."""
+    from cnnbench.models.scaling import ALPHA, BETA, GAMMA
+
+    variants = {}
+    for v in ("base", "compound_2x", "compound_4x", "depth_4x", "width_4x", "resolution_4x"):
+        c = compose_cfg("train", ["experiment=claim_compound_scaling", f"claim.variant={v}"])
+        variants[v] = c.model.scaling
+        assert c.data.image_size == c.model.scaling.resolution  # data follows the variant's resolution
+    base = variants["base"]
+    for phi, name in ((1, "compound_2x"), (2, "compound_4x")):
+        s = variants[name]
+        assert s.depth_mult == pytest.approx(base.depth_mult * ALPHA**phi, rel=0.01)
+        assert s.width_mult == pytest.approx(base.width_mult * BETA**phi, rel=0.01)
+        assert s.resolution == round(base.resolution * GAMMA**phi)
+    assert variants["depth_4x"].depth_mult == 4 * base.depth_mult
+    assert variants["width_4x"].width_mult == 2 * base.width_mult
+    assert variants["resolution_4x"].resolution == 2 * base.resolution
+
+
+def test_claim_highway_variants_are_highway_and_resnets_at_the_same_depths():
+    nets = {}
+    for v in ("highway_20", "highway_32", "resnet_20", "resnet_32"):
+        c = compose_cfg("train", ["experiment=claim_highway_vs_resnet", f"claim.variant={v}"])
+        nets[v] = c.model
+    assert nets["highway_20"].name == "highway_conv" and nets["highway_20"].depth == 20
+    assert nets["highway_32"].depth == 32 and nets["highway_32"].width == 16
+    assert (nets["resnet_20"].name, nets["resnet_32"].name) == ("resnet20", "resnet32")
+
+
+def test_claim_compound_scaling_smoke_figure(tmp_path, fashion_small):
+    sweep = _tiny_sweep(tmp_path / "sweep", "claim_compound_scaling",
+                        [["claim.variant=base"], ["claim.variant=width_4x"], ["claim.variant=resolution_4x"]],
+                        fashion_small)
+    summary = _analyze(["analysis=scaling", f"runs={sweep}/*", "name=compound_scaling"], tmp_path / "out")
+    assert (tmp_path / "out" / "compound_scaling.png").stat().st_size > 1000
+    rows = {r["variant"]: r for r in summary["runs"]}
+    assert sorted(rows) == ["base", "resolution_4x", "width_4x"]
+    assert rows["width_4x"]["method"] == "width" and rows["width_4x"]["target_factor"] == "4x"
+    # MACs are measured per network: width ×2 adds parameters and MACs; resolution adds MACs, not parameters
+    assert rows["width_4x"]["macs"] > 2 * rows["base"]["macs"] and rows["width_4x"]["params"] > rows["base"]["params"]
+    assert rows["resolution_4x"]["macs"] > rows["base"]["macs"]
+    assert rows["resolution_4x"]["params"] == rows["base"]["params"]
+    assert all(0.0 <= r["test_acc1"] <= 1.0 for r in rows.values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment,jobs", [
+    ("claim_highway_vs_resnet", [["claim.variant=highway_20"], ["claim.variant=resnet_20"]]),
+    ("claim_inception_residual", [["model=inception_v4"], ["model=inception_resnet_v2"]]),
+    ("claim_aux_classifiers", [["model.aux_logits=true"], ["model.aux_logits=false"]]),
+    ("claim_residual_scaling", [["model.residual_scale=0.1"], ["model.residual_scale=1.0"]]),
+])
+def test_claim_curves_smoke_figure(tmp_path, fashion_small, experiment, jobs):
+    extra = [] if experiment == "claim_highway_vs_resnet" else ["model.scaling.width_mult=0.125"]
+    sweep = _tiny_sweep(tmp_path / "sweep", experiment, [j + extra for j in jobs], fashion_small)
+    summary = _analyze(["analysis=curves", f"runs={sweep}/*", f"name={experiment}"], tmp_path / "out")
+    assert (tmp_path / "out" / f"{experiment}.png").stat().st_size > 1000
+    labels = sorted(r["label"] for r in summary["runs"])
+    assert len(labels) == 2 and len(set(labels)) == 2  # each run named by what its sweep changed
+    for r in summary["runs"]:
+        assert [it for it, _ in r["curves"]["val"]] == [2, 4]
+        assert r["val_err_at_fraction"]["1.00"] == r["curves"]["val"][-1][1]
+
+
+def test_run_label_names_a_run_by_its_sweep_overrides(tmp_path):
+    from omegaconf import OmegaConf
+
+    from cnnbench.analysis.curves import error_at, run_label
+
+    (tmp_path / ".hydra").mkdir()
+    OmegaConf.save(OmegaConf.create(["model=inception_v4", "model.aux_logits=false", "experiment=claim_x",
+                                     "hydra.sweep.dir=x"]), tmp_path / ".hydra" / "overrides.yaml")
+    assert run_label(tmp_path, "fallback") == "inception_v4 aux_logits=false"
+    assert run_label(tmp_path / "missing", "fallback") == "fallback"
+    curve = [(50, 0.5), (100, 0.4), (150, 0.3)]
+    assert (error_at(curve, 40), error_at(curve, 100), error_at(curve, 149)) == (None, 0.4, 0.4)

@@ -5,6 +5,10 @@
   Writes layer_responses.json and layer_responses.png.
 - `degradation runs=<glob>` — He et al. 2015 Fig. 1/6: training (thin) and held-out (bold) error vs
   iterations of the runs of a sweep; writes degradation.json and degradation.png.
+- `curves runs=<glob> [name=… title=…]` — the same curves for any sweep, labelled by each run's overrides
+  (claims 3, 5, 6); writes <name>.json and <name>.png.
+- `scaling runs=<glob> [name=…]` — test accuracy vs MACs of a `claim.variant=<method>_<k>x` sweep
+  (EfficientNet Fig. 3/8, claim 4).
 
 `copy_to=<folder>` also copies the JSON and PNG there (e.g. docs/claims).
 """
@@ -125,7 +129,50 @@ def _degradation(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], list[P
     return summary, [json_path, png_path]
 
 
-ANALYSES = {"layer_responses": _layer_responses, "degradation": _degradation}
+def _curves(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], list[Path]]:
+    from cnnbench.analysis.curves import plot_curves, summarize_curves
+
+    rows = summarize_curves(_required_runs(cfg, "curves"))
+    if not rows:
+        raise UserError(f"runs={cfg.runs!r}: no run logged train/err in metrics.csv (train with this cnnbench)")
+    name = str(cfg.get("name") or "curves")
+    png_path, json_path = run_dir / f"{name}.png", run_dir / f"{name}.json"
+    plot_curves(rows, png_path, title=str(cfg.get("title") or "error vs iterations"), smooth=int(cfg.get("smooth", 5)))
+    write_json(json_path, {"analysis": "curves", "name": name, "runs": rows})
+    for r in sorted(rows, key=lambda r: r["label"]):
+        pct = lambda v: f"{100 * v:.2f}%" if v is not None else "—"  # noqa: E731
+        quarters = " ".join(pct(v) for v in r["val_err_at_fraction"].values())
+        print(f"cnnbench analyze: {r['label']:<40} held-out err at ¼ ½ ¾ end: {quarters}  mean {pct(r['val_err_mean'])}"
+              f"  test err {pct(r['test_err'])}  ({r['iterations']} it, {r['wall_s']} s)", flush=True)
+    return {"runs": rows}, [json_path, png_path]
+
+
+def _scaling(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], list[Path]]:
+    from cnnbench.analysis.curves import plot_scaling, summarize_scaling
+
+    rows = summarize_scaling(_required_runs(cfg, "scaling"))
+    if not rows:
+        raise UserError(f"runs={cfg.runs!r}: no run of a `claim.variant=…` sweep with results.json")
+    name = str(cfg.get("name") or "scaling")
+    png_path, json_path = run_dir / f"{name}.png", run_dir / f"{name}.json"
+    plot_scaling(rows, png_path, title=str(cfg.get("title") or "accuracy vs MACs (cf. Tan & Le Fig. 8)"))
+    write_json(json_path, {"analysis": "scaling", "paper": "Tan & Le 2019 §3.2-3.3, Fig. 3 and Fig. 8",
+                           "runs": rows})
+    for r in rows:
+        print(f"cnnbench analyze: {r['variant']:<16} {r['macs'] / 1e6:8.2f} M MACs {r['params'] / 1e6:6.3f} M params"
+              f"  test acc1 {100 * r['test_acc1']:.2f}%", flush=True)
+    return {"runs": rows}, [json_path, png_path]
+
+
+def _required_runs(cfg: DictConfig, name: str) -> list[Path]:
+    runs = _run_dirs(cfg)
+    if not runs:
+        raise UserError(f"{name} needs runs=<glob of the sweep's run dirs> (e.g. runs='multirun/claim_<name>/*')")
+    return runs
+
+
+ANALYSES = {"layer_responses": _layer_responses, "degradation": _degradation, "curves": _curves,
+            "scaling": _scaling}
 
 
 def analyze(cfg: DictConfig, run_dir=None) -> dict[str, Any]:

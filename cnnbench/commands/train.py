@@ -155,11 +155,19 @@ def _resolve_resume(cfg: DictConfig, run_dir: Path) -> str | None:
     return None
 
 
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def train(cfg: DictConfig, run_dir: str | Path | None = None, callbacks: list | None = None) -> dict[str, Any]:
     """Run one training job; returns the results dict (also written to results.json by rank 0).
 
     `callbacks` adds Lightning callbacks (for in-process use, e.g. tests that stop a run early)."""
-    start = PROCESS_START if run_dir is None else time.time()
+    # wall_s: the whole process for a single run (start-up included); per job in a multirun and in-process
+    start = PROCESS_START if run_dir is None and not _in_multirun() else time.time()
     run_dir = resolve_run_dir(run_dir)
     with open_dict(cfg):
         cfg.data.root = absolute(cfg.data.root) if cfg.data.get("root") not in (None, "???") else cfg.data.root

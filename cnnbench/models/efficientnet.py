@@ -235,7 +235,9 @@ def _register(variant: str) -> None:
         family="efficientnet",
         paper=f"Tan & Le 2019, Table 1 (B0) + §3.3 compound scaling; {variant.upper()} in Table 2",
         input_size=v["res"],
-        min_input_size=32,
+        # TF "same" padding: each of the five stride-2 stages maps n → ceil(n/2), so any side works; below
+        # 32 px the last stages run on 1×1 maps (the compound-scaling claim trains at 14-28 px, docs/claims.md)
+        min_input_size=8,
         crop_pct=v["crop"],
         interpolation="bicubic",
         mean=IMAGENET_MEAN,

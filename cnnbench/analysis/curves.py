@@ -1,0 +1,147 @@
+"""Training curves and accuracy-vs-MACs of a sweep's runs — the figures of claims 3–6 (docs/claims.md).
+
+- `curves`: training (thin) and held-out (bold) error vs iterations, one colour per run, labelled by the
+  run's own sweep overrides — the style of the Inception-v4 paper's training-curve figures (error vs
+  time) and of the ResNet paper's Fig. 6. `summarize_curves` adds the numbers the claims are judged
+  on: held-out error at each quarter of the run, the mean held-out error over the run (lower = learned
+  faster), the final held-out and test errors.
+- `scaling`: test accuracy vs multiply-adds per image (EfficientNet Fig. 3/8): the runs of a sweep over
+  `claim.variant=<method>_<k>x` are grouped by method (depth, width, resolution, compound); the
+  `base` run starts every line.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from cnnbench.analysis.degradation import moving_average, summarize_run
+
+IGNORED_OVERRIDES = ("experiment=", "hydra.", "run_name=", "trainer.enable_progress_bar=")
+
+
+def run_overrides(run: Path) -> list[str]:
+    """The overrides that distinguish a run within its sweep (from Hydra's .hydra/overrides.yaml)."""
+    from omegaconf import OmegaConf
+
+    path = run / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return []
+    return [str(o) for o in OmegaConf.load(path) if not str(o).lstrip("+").startswith(IGNORED_OVERRIDES)]
+
+
+def run_label(run: Path, fallback: str) -> str:
+    """`model=inception_v4 model.aux_logits=false` → `inception_v4 aux_logits=false`."""
+    parts = []
+    for o in run_overrides(run):
+        key, _, value = o.lstrip("+").partition("=")
+        parts.append(value if key == "model" else f"{key.split('.')[-1]}={value}")
+    return " ".join(parts) or fallback
+
+
+def error_at(curve: list[tuple[int, float]], iteration: float) -> float | None:
+    """The last logged error at or before `iteration` (None before the first point)."""
+    before = [e for it, e in curve if it <= iteration]
+    return before[-1] if before else None
+
+
+def summarize_curves(runs: list[Path]) -> list[dict[str, Any]]:
+    rows = []
+    for run in runs:
+        row = summarize_run(run)
+        if row is None:
+            continue
+        row["label"] = run_label(run, row["model"])
+        val = row["curves"]["val"]
+        last = row["iterations"]
+        row["val_err_at_fraction"] = {f"{q:.2f}": error_at(val, q * last) for q in (0.25, 0.5, 0.75, 1.0)}
+        row["val_err_mean"] = sum(e for _, e in val) / len(val) if val else None
+        rows.append(row)
+    return rows
+
+
+def plot_curves(rows: list[dict[str, Any]], path: Path, title: str, smooth: int = 5) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for i, r in enumerate(sorted(rows, key=lambda r: r["label"])):
+        colour = plt.cm.tab10(i % 10)
+        its, errs = zip(*r["curves"]["train"], strict=True)
+        ax.plot(its, [100 * e for e in moving_average(list(errs), smooth)], color=colour, linewidth=0.8,
+                alpha=0.8, label=f"{r['label']} train")
+        if r["curves"]["val"]:
+            its, errs = zip(*r["curves"]["val"], strict=True)
+            ax.plot(its, [100 * e for e in errs], color=colour, linewidth=2.4, marker="o", markersize=3,
+                    label=f"{r['label']} held-out")
+    ax.set(title=title, xlabel="iterations", ylabel="error (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def variant_of(run: Path) -> str | None:
+    for o in run_overrides(run):
+        key, _, value = o.lstrip("+").partition("=")
+        if key == "claim.variant":
+            return value
+    return None
+
+
+def run_macs(run: Path) -> tuple[float, int]:
+    """Multiply-adds per image and parameters of a run's network, built on the meta device from the
+    model record of its checkpoint (no weights are loaded into a model)."""
+    from cnnbench.checkpoint import load_checkpoint, record_of
+    from cnnbench.models import create_model
+    from cnnbench.profiling import build_on_meta, count_macs, count_params
+    from cnnbench.training.module import model_kwargs
+
+    results = json.loads((run / "results.json").read_text())
+    last = run / "checkpoints" / "last.ckpt"
+    path = last if last.is_file() else Path(results["checkpoint"])
+    record = record_of(load_checkpoint(path), path)
+    model = build_on_meta(create_model, record["model"]["name"], num_classes=record["num_classes"],
+                          in_chans=record["in_chans"], **model_kwargs(dict(record["model"])))
+    return count_macs(model, int(record["image_size"]), in_chans=int(record["in_chans"])), count_params(model)
+
+
+def summarize_scaling(runs: list[Path]) -> list[dict[str, Any]]:
+    rows = []
+    for run in runs:
+        variant = variant_of(run)
+        results_file = run / "results.json"
+        if variant is None or not results_file.is_file():
+            continue
+        results = json.loads(results_file.read_text())
+        macs, params = run_macs(run)
+        method, _, factor = variant.partition("_")
+        rows.append({"variant": variant, "method": method, "target_factor": factor or "1x", "macs": macs,
+                     "params": params, "test_acc1": results.get("test/acc1"), "val_acc1": results.get("val/acc1"),
+                     "wall_s": results.get("wall_s"), "run_dir": str(run)})
+    return sorted(rows, key=lambda r: (r["method"], r["macs"]))
+
+
+def plot_scaling(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    base = [r for r in rows if r["method"] == "base"]
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    markers = {"compound": "o", "depth": "s", "width": "^", "resolution": "D"}
+    for method in sorted({r["method"] for r in rows} - {"base"}):
+        pts = sorted(base + [r for r in rows if r["method"] == method], key=lambda r: r["macs"])
+        ax.plot([r["macs"] / 1e6 for r in pts], [100 * r["test_acc1"] for r in pts],
+                marker=markers.get(method, "x"), linewidth=2.4 if method == "compound" else 1.4,
+                label=f"scale {method}" if method != "compound" else "compound scaling")
+    ax.set(title=title, xlabel="MACs per image (millions)", ylabel="test top-1 accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
