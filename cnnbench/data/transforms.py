@@ -53,6 +53,40 @@ class TorchvisionPolicy(A.ImageOnlyTransform):
         return ("policy",)
 
 
+# AlexNet §4.1 "altering the intensities of the RGB channels": the principal components of the RGB pixel values of
+# the ImageNet training set (pixel values in [0, 1]) — the eigenvalues and eigenvectors (columns) that the
+# reference re-implementations publish for it.
+IMAGENET_RGB_EIGVAL = (0.2175, 0.0188, 0.0045)
+IMAGENET_RGB_EIGVEC = ((-0.5675, 0.7192, 0.4009),
+                       (-0.5808, -0.0045, -0.8140),
+                       (-0.5836, -0.6948, 0.4203))
+
+
+class PCALighting(A.ImageOnlyTransform):
+    """AlexNet PCA colour noise with the dataset's principal components (not each image's, as albumentations'
+    FancyPCA): every pixel gets [p1, p2, p3]·[α1·λ1, α2·λ2, α3·λ3]ᵀ added, α_i ~ N(0, alpha) drawn once per
+    image. One-channel images get the mean of the three channel offsets."""
+
+    def __init__(self, alpha: float = 0.1, eigval=IMAGENET_RGB_EIGVAL, eigvec=IMAGENET_RGB_EIGVEC,
+                 p: float = 1.0) -> None:
+        super().__init__(p=p)
+        self.alpha = float(alpha)
+        self.eigval = np.asarray(eigval, dtype=np.float64)
+        self.eigvec = np.asarray(eigvec, dtype=np.float64)
+
+    def get_params(self) -> dict:
+        return {"alphas": np.array([self.py_random.gauss(0.0, self.alpha) for _ in range(3)])}
+
+    def apply(self, img: np.ndarray, alphas=np.zeros(3), **params) -> np.ndarray:
+        offset = 255.0 * (self.eigvec @ (alphas * self.eigval))  # per RGB channel, on the 0-255 scale
+        if img.shape[-1] == 1:
+            offset = offset.mean(keepdims=True)
+        return np.clip(img.astype(np.float32) + offset.astype(np.float32), 0, 255).astype(np.uint8)
+
+    def get_transform_init_args_names(self):
+        return ("alpha",)
+
+
 def _random_resized_crop(aug, image_size: int) -> A.BasicTransform:
     """Inception-style crop; `interpolations` (several) picks one per sample with equal probability."""
     names = list(aug.get("interpolations") or [aug.get("interpolation", "linear")])
@@ -81,8 +115,8 @@ def _colour(aug) -> list:
     if jitter:  # multiplicative factors in [1 − x, 1 + x], applied in random order
         out.append(A.ColorJitter(brightness=float(jitter.get("brightness", 0)), contrast=float(jitter.get("contrast", 0)),
                                  saturation=float(jitter.get("saturation", 0)), hue=float(jitter.get("hue", 0)), p=1.0))
-    if aug.get("pca_alpha"):  # AlexNet-style PCA lighting noise (albumentations' per-image FancyPCA)
-        out.append(A.FancyPCA(alpha=float(aug.pca_alpha), p=1.0))
+    if aug.get("pca_alpha"):  # AlexNet PCA lighting noise with ImageNet's RGB principal components
+        out.append(PCALighting(alpha=float(aug.pca_alpha)))
     return out
 
 

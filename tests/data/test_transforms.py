@@ -67,3 +67,21 @@ def test_unknown_augmentation_and_policy_name_choices():
     bad = OmegaConf.merge(_aug("efficientnet"), {"auto_augment": "v9"})
     with pytest.raises(ValueError, match="auto_augment='v9'; valid choices: v0, imagenet, randaugment, none"):
         train_transform(bad, 32, None, 1.0)
+
+
+def test_pca_lighting_adds_one_offset_per_image_along_the_imagenet_components():
+    """AlexNet §4.1: every pixel of an image moves by the same RGB offset Σ α_i λ_i p_i (dataset PCA)."""
+    from cnnbench.data.transforms import IMAGENET_RGB_EIGVAL, IMAGENET_RGB_EIGVEC, PCALighting
+
+    flat = np.full((6, 5, 3), 128, np.uint8)
+    t = PCALighting(alpha=0.1)
+    alphas = np.array([0.5, -1.0, 2.0])
+    out = t.apply(flat, alphas=alphas).astype(float)
+    expected = 128 + 255 * np.asarray(IMAGENET_RGB_EIGVEC) @ (alphas * np.asarray(IMAGENET_RGB_EIGVAL))
+    assert np.allclose(out, np.floor(expected)[None, None, :], atol=1.0)
+    assert np.ptp(out.reshape(-1, 3), axis=0).max() == 0  # the same offset at every pixel
+    gray = t.apply(flat[..., :1], alphas=alphas)
+    assert gray.shape == (6, 5, 1) and abs(int(gray[0, 0, 0]) - (128 + (expected - 128).mean())) <= 1.0
+    for name in ("resnet_imagenet", "vgg"):
+        steps = [type(s).__name__ for s in train_transform(_aug(name), 32, None, 0.875).transforms]
+        assert "PCALighting" in steps and "FancyPCA" not in steps
