@@ -34,5 +34,8 @@ def test_multirun_two_lrs(tmp_path):
     results = [json.loads((tmp_path / "sweep" / j / "results.json").read_text()) for j in ("0", "1")]
     assert [r["lr_base"] for r in results] == [0.1, 0.05]
     assert results[0]["run_dir"] != results[1]["run_dir"]
+    # wall_s times each job, not the process so far: the second job's does not include the first job's
+    files = [tmp_path / "sweep" / j / "results.json" for j in ("0", "1")]
+    assert results[1]["wall_s"] <= files[1].stat().st_mtime - files[0].stat().st_mtime + 0.5
     assert "sweep summary" in out.stdout
     assert len(list(csv.DictReader((tmp_path / "sweep" / "summary.csv").open()))) == 2
