@@ -46,6 +46,11 @@ def dense_init(linear: nn.Linear, bias: float = DENSE_BIAS) -> None:
     nn.init.constant_(linear.bias, bias)
 
 
+def highway(h: torch.Tensor, t: torch.Tensor, carried: torch.Tensor) -> torch.Tensor:
+    """The highway equation y = H(x)·T(x) + x·C(x) with the carry gate C = 1 − T."""
+    return h * t + carried * (1 - t)
+
+
 class HighwayLinear(nn.Module):
     """One fully-connected highway layer: y = H(x)·T(x) + x·(1 − T(x))."""
 
@@ -61,9 +66,7 @@ class HighwayLinear(nn.Module):
         return torch.sigmoid(self.t(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.act(self.h(x))
-        t = self.transform_gate(x)
-        return h * t + x * (1 - t)
+        return highway(self.act(self.h(x)), self.transform_gate(x), x)
 
 
 class HighwayMLP(nn.Module):
@@ -127,8 +130,7 @@ class HighwayConv2d(nn.Module):
         return torch.sigmoid(self.t(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = self.transform_gate(x)
-        return self.h(x) * t + self.carry(x) * (1 - t)
+        return highway(self.h(x), self.transform_gate(x), self.carry(x))
 
 
 def stage_depths(num_layers: int, stages: int = 3) -> tuple[int, ...]:
