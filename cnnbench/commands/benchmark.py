@@ -150,51 +150,51 @@ class _Bench:
                          default_root_dir=str(scratch), use_distributed_sampler=False, enable_model_summary=False)
 
     # -- modes -------------------------------------------------------------------------------------
+    def _alternate(self, plain_side, cnnbench_side, factor: int) -> dict[str, Any]:
+        """`rounds` rounds of the plain loop and cnnbench's Lightning step, alternating which goes first;
+        each side returns (step end times, CPU times) of warm-up + measured steps."""
+        acc = _Acc()
+        for r in range(self.rounds):
+            for side in ("plain", "cnnbench") if r % 2 == 0 else ("cnnbench", "plain"):
+                if side == "plain" and plain_side is None:
+                    continue
+                reset_peak(self.device)
+                ends, cpu = plain_side() if side == "plain" else cnnbench_side()
+                acc.add(side, step_times(ends, self.warmup), step_times(cpu, self.warmup), peak_mem_mb(self.device))
+            acc.end_round()
+        return self._result(acc, factor=factor)
+
     def run_train(self) -> dict[str, Any]:
         n = self.warmup + self.steps
         clock = _Clock(self.device, "train", self.impl)
         plain = self.plain(train=True) if self.cfg.benchmark.plain_loop else None
-        acc = _Acc()
-        for r in range(self.rounds):
-            for side in ("plain", "cnnbench") if r % 2 == 0 else ("cnnbench", "plain"):
-                reset_peak(self.device)
-                if side == "plain":
-                    if plain is None:
-                        continue
-                    ends, cpu = plain.run(self.dm.train_dataloader(), n, train=True)
-                else:
-                    with tempfile.TemporaryDirectory(prefix="cnnbench-bench-") as scratch:
-                        # a real epoch-based run (so the LR schedule sees its usual length), stopped after n steps
-                        epochs = -(-n // max(1, len(self.dm.train_dataloader()))) + 1
-                        trainer = self.trainer([clock], Path(scratch), max_epochs=epochs, max_steps=-1,
-                                               limit_train_batches=None)
-                        clock.stop_after = n
-                        trainer.fit(self.module, datamodule=self.dm)
-                        ends, cpu = clock.ends, clock.cpu
-                acc.add(side, step_times(ends, self.warmup), step_times(cpu, self.warmup), peak_mem_mb(self.device))
-            acc.end_round()
-        return self._result(acc, factor=3)
+
+        def cnnbench_side():
+            with tempfile.TemporaryDirectory(prefix="cnnbench-bench-") as scratch:
+                # a real epoch-based run (so the LR schedule sees its usual length), stopped after n steps
+                epochs = -(-n // max(1, len(self.dm.train_dataloader()))) + 1
+                trainer = self.trainer([clock], Path(scratch), max_epochs=epochs, max_steps=-1,
+                                       limit_train_batches=None)
+                clock.stop_after = n
+                trainer.fit(self.module, datamodule=self.dm)
+            return clock.ends, clock.cpu
+
+        plain_side = (lambda: plain.run(self.dm.train_dataloader(), n, train=True)) if plain else None
+        return self._alternate(plain_side, cnnbench_side, factor=3)
 
     def run_eval(self) -> dict[str, Any]:
         n = self.warmup + self.steps
         clock = _Clock(self.device, "test", self.impl)
         plain = self.plain(train=False) if self.cfg.benchmark.plain_loop else None
-        acc = _Acc()
-        for r in range(self.rounds):
-            for side in ("plain", "cnnbench") if r % 2 == 0 else ("cnnbench", "plain"):
-                reset_peak(self.device)
-                if side == "plain":
-                    if plain is None:
-                        continue
-                    ends, cpu = plain.run(self.dm.test_dataloader(), n, train=False)
-                else:
-                    with tempfile.TemporaryDirectory(prefix="cnnbench-bench-") as scratch:
-                        trainer = self.trainer([clock], Path(scratch), limit_test_batches=n)
-                        trainer.test(self.module, datamodule=self.dm, verbose=False)
-                        ends, cpu = clock.ends, clock.cpu
-                acc.add(side, step_times(ends, self.warmup), step_times(cpu, self.warmup), peak_mem_mb(self.device))
-            acc.end_round()
-        return self._result(acc, factor=1)
+
+        def cnnbench_side():
+            with tempfile.TemporaryDirectory(prefix="cnnbench-bench-") as scratch:
+                trainer = self.trainer([clock], Path(scratch), limit_test_batches=n)
+                trainer.test(self.module, datamodule=self.dm, verbose=False)
+            return clock.ends, clock.cpu
+
+        plain_side = (lambda: plain.run(self.dm.test_dataloader(), n, train=False)) if plain else None
+        return self._alternate(plain_side, cnnbench_side, factor=1)
 
     def run_infer(self) -> dict[str, Any]:
         """Forward passes on one real batch already on the device (model compute, no loader)."""
