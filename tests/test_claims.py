@@ -254,7 +254,8 @@ def _sweep_params(experiment: str) -> dict:
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name="test"):
         cfg = compose(config_name="train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
-    return dict(cfg.hydra.sweeper.params)
+    # Hydra types sweeper values as strings (BasicSweeperConf.params: Dict[str, str]); a YAML float 2.0 arrives as "2.0".
+    return {key: str(value) for key, value in cfg.hydra.sweeper.params.items()}
 
 
 def _tiny_sweep(root: Path, experiment: str, jobs: list[list[str]], fashion_small: Path) -> Path:
@@ -277,7 +278,7 @@ def test_claim_sweeps_compare_what_the_papers_compare():
     assert _sweep_params("claim_inception_residual") == {"model": "inception_v4,inception_resnet_v2",
                                                          "trainer.gradient_clip_val": "2.0,null"}
     assert _sweep_params("claim_residual_scaling") == {"model": "inception_resnet_v2",
-                                                       "model.residual_scale": "0.1,1.0", "trainer.gradient_clip_val": 2.0}
+                                                       "model.residual_scale": "0.1,1.0", "trainer.gradient_clip_val": "2.0"}
     assert _sweep_params("claim_aux_classifiers") == {"model.aux_logits": "true,false"}
     assert _sweep_params("claim_highway_vs_resnet")["claim.variant"].split(",") == [
         "highway_20", "highway_32", "resnet_20", "resnet_32"]

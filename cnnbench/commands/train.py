@@ -180,21 +180,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, callbacks: list | 
 
     trainer_kwargs: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)  # type: ignore[assignment]
     trainer_kwargs.pop("strategy", None)
-    devices = _num_devices(cfg.trainer)
-    target_batch = cfg.hardware.get("target_global_batch")
-    if target_batch:  # reach the paper's global batch on fewer devices by gradient accumulation
-        from cnnbench.training.optim import accumulation_for
-
-        try:
-            accumulate = accumulation_for(
-                target_batch, int(cfg.data.batch_size) * devices * int(cfg.trainer.get("num_nodes", 1)))
-        except ValueError as e:
-            raise UserError(str(e)) from None
-        trainer_kwargs["accumulate_grad_batches"] = accumulate
-        with open_dict(cfg):
-            cfg.trainer.accumulate_grad_batches = accumulate
-    global_batch = int(cfg.data.batch_size) * devices * int(cfg.trainer.get("num_nodes", 1)) * int(
-        cfg.trainer.get("accumulate_grad_batches", 1))
+    global_batch = _global_batch(cfg, trainer_kwargs)
     optimizer_cfg = OmegaConf.to_container(cfg.optimizer, resolve=True)
     lr = scaled_lr(optimizer_cfg, global_batch)
 
@@ -207,16 +193,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, callbacks: list | 
         channels_last=bool(cfg.hardware.get("channels_last", False)),
     )
 
-    if (cfg.get("recipe") or {}).get("requires_init_from") and not cfg.get("init_from"):
-        raise UserError("this recipe fine-tunes a trained network: give init_from=<path to a cnnbench .ckpt>")
-    if cfg.get("init_from"):  # fine-tuning: weights (averaged when present) from a checkpoint, new head
-        from cnnbench.training.recipe_callbacks import init_from_checkpoint
-
-        if cfg.get("ckpt_path"):
-            raise UserError("init_from= and ckpt_path= exclude each other: init_from starts a new run from "
-                            "weights, ckpt_path resumes a run")
-        init_from_checkpoint(module.model, absolute(str(cfg.init_from)), str(cfg.model.name),
-                             new_head=bool(cfg.get("init_new_head", True)))
+    _init_from(cfg, module)
 
     ckpt_path = _resolve_resume(cfg, run_dir)
     if ckpt_path:
@@ -303,12 +280,49 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, callbacks: list | 
         results["stopped"] = stopped
     if trainer.is_global_zero:
         write_json(run_dir / "results.json", results)
-        if isinstance(stopped, dict) and stopped["reason"].startswith("signal"):
-            print(f"cnnbench: {results['model']} stopped by {stopped['reason'][7:]} at step {stopped['step']}; "
-                  f"checkpoint {stopped['checkpoint']}; rerun with resume=auto to continue", flush=True)
-        else:
-            _summary_line(results)
+        _report(results, stopped)
     return results
+
+
+def _global_batch(cfg: DictConfig, trainer_kwargs: dict[str, Any]) -> int:
+    """devices × nodes × batch × accumulation; with `hardware.target_global_batch`, the accumulation that
+    reaches the paper's global batch on fewer devices (set in trainer_kwargs and cfg)."""
+    per_step = int(cfg.data.batch_size) * _num_devices(cfg.trainer) * int(cfg.trainer.get("num_nodes", 1))
+    target_batch = cfg.hardware.get("target_global_batch")
+    if target_batch:
+        from cnnbench.training.optim import accumulation_for
+
+        try:
+            accumulate = accumulation_for(target_batch, per_step)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        trainer_kwargs["accumulate_grad_batches"] = accumulate
+        with open_dict(cfg):
+            cfg.trainer.accumulate_grad_batches = accumulate
+    return per_step * int(cfg.trainer.get("accumulate_grad_batches", 1))
+
+
+def _init_from(cfg: DictConfig, module: ClassificationModule) -> None:
+    """Fine-tuning: weights (averaged when present) from a checkpoint, a new head (`init_from=`)."""
+    if (cfg.get("recipe") or {}).get("requires_init_from") and not cfg.get("init_from"):
+        raise UserError("this recipe fine-tunes a trained network: give init_from=<path to a cnnbench .ckpt>")
+    if not cfg.get("init_from"):
+        return
+    from cnnbench.training.recipe_callbacks import init_from_checkpoint
+
+    if cfg.get("ckpt_path"):
+        raise UserError("init_from= and ckpt_path= exclude each other: init_from starts a new run from "
+                        "weights, ckpt_path resumes a run")
+    init_from_checkpoint(module.model, absolute(str(cfg.init_from)), str(cfg.model.name),
+                         new_head=bool(cfg.get("init_new_head", True)))
+
+
+def _report(results: dict[str, Any], stopped: Any) -> None:
+    if isinstance(stopped, dict) and stopped["reason"].startswith("signal"):
+        print(f"cnnbench: {results['model']} stopped by {stopped['reason'][7:]} at step {stopped['step']}; "
+              f"checkpoint {stopped['checkpoint']}; rerun with resume=auto to continue", flush=True)
+    else:
+        _summary_line(results)
 
 
 def _best_checkpoint(trainer: L.Trainer) -> str | None:
