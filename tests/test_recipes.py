@@ -103,6 +103,18 @@ def test_efficientnet_numbers():
     assert b4.model.name == "efficientnet_b4" and b4.model.dropout == 0.4  # dropout follows the model
 
 
+def test_fashion_mnist_speedrun_and_best60_numbers():
+    """Issue 8 item 5: the speedrun (all 60k images, 3 epochs, one-cycle) and its 60-CPU-minute sibling."""
+    fast = _cfg("fmnist_speedrun")
+    assert (fast.model.name, fast.data.name, fast.data.val_split, fast.data.batch_size) == (
+        "resnet20", "fashion_mnist", 0, 128)
+    assert (fast.optimizer.lr, fast.schedule.name, fast.trainer.max_epochs) == (0.2, "onecycle", 3)
+    assert fast.loss.label_smoothing == 0.1 and fast.augmentation.pad == 2
+    best = _cfg("fmnist_best60")
+    assert best.model.name == "resnet20" and best.optimizer.lr == 0.2 and best.schedule.name == "onecycle"
+    assert (best.trainer.max_epochs, best.optimizer.weight_decay, best.data.num_workers) == (30, 5e-4, 0)
+
+
 def test_efficientnet_transfer_requires_init_from(tmp_path):
     from cnnbench.commands.train import train
     from cnnbench.runtime import UserError
