@@ -65,6 +65,7 @@ def test_resnet_and_vgg_imagenet_numbers():
     assert (r.optimizer.lr, r.optimizer.momentum, r.optimizer.weight_decay, r.data.batch_size) == (0.1, 0.9, 1e-4, 256)
     assert r.schedule.name == "plateau" and r.schedule.factor == 0.1 and r.trainer.max_steps == 600000
     assert (r.augmentation.min_side, r.augmentation.max_side, r.augmentation.pca_alpha) == (256, 480, 0.1)
+    assert r.data.mean_mode == "pixel"  # §3.4 "the per-pixel mean subtracted"
     v = _cfg("vgg_imagenet")
     assert (v.optimizer.lr, v.optimizer.weight_decay, v.data.batch_size, v.trainer.max_steps) == (0.01, 5e-4, 256, 370000)
     assert (v.augmentation.min_side, v.augmentation.max_side) == (256, 512) and v.model.dropout == 0.5

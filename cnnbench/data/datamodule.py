@@ -12,6 +12,7 @@ epoch sees the same images in the same order with the same augmentation.
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -27,6 +28,9 @@ from cnnbench.models.registry import native_input_size
 
 class ImageSizeError(ValueError):
     pass
+
+
+PIXEL_MEAN_FILES = 10_000  # files averaged for a file-backed mean image (data.mean_mode=pixel)
 
 
 def _sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -247,9 +251,9 @@ class ImageDataModule(L.LightningDataModule):
         if mode not in ("channel", "pixel"):
             raise ValueError(f"data.mean_mode={mode!r}; valid choices: channel, pixel")
         split = self.train_split
-        if split.images is None:  # file-backed: the model's own statistics
+        if split.images is None:  # file-backed: the model's own statistics, or a mean image from the files
             if mode == "pixel":
-                raise ValueError("data.mean_mode=pixel needs an in-memory dataset; use channel for imagefolder")
+                return self._file_pixel_mean(split)
             return {"mode": "channel", "mean": list(self.info.mean), "std": list(self.info.std)}
         sample = split.images[: 20000].astype(np.float32) / 255.0
         if mode == "channel":
@@ -265,6 +269,44 @@ class ImageDataModule(L.LightningDataModule):
             "mean_image": mean_image.transpose(2, 0, 1).tolist(),
             "std": [float(sample.std())] * sample.shape[-1],
             "mean": sample.mean(axis=(0, 1, 2)).tolist(),
+        }
+
+    def _file_pixel_mean(self, split: Split) -> dict[str, Any]:
+        """The mean image of a file-backed training split (He et al. 2015 §3.4 "the per-pixel mean subtracted",
+        AlexNet §2): the eval view (short side, center crop) of a seeded sample of up to PIXEL_MEAN_FILES files,
+        averaged. Computed once and cached beside the data (`.cnnbench_mean_<key>.npz`; not cached where the data
+        folder is read-only); the checkpoint stores it with the rest of the normalisation."""
+        import hashlib
+        import logging
+
+        count = min(len(split), PIXEL_MEAN_FILES)
+        pick = np.sort(np.random.default_rng([self.seed, 5]).permutation(len(split))[:count])
+        paths = [split.files[i][0] for i in pick]
+        key = hashlib.sha1("\n".join([str(self.image_size), f"{self.crop_pct:.6f}", *paths]).encode()).hexdigest()[:16]
+        data_root = Path(str(self.cfg.get("root") or Path(paths[0]).parent.parent))
+        cache = (data_root if data_root.is_dir() else data_root.parent) / f".cnnbench_mean_{key}.npz"
+        if cache.is_file():
+            stats = np.load(cache)
+            mean_image, std = stats["mean_image"], float(stats["std"])
+        else:
+            view = eval_transform(self.image_size, self.native_size, self.crop_pct)
+            total = np.zeros((self.image_size, self.image_size, 3), np.float64)
+            square = 0.0
+            for path in paths:
+                im = view(image=load_image_file(path))["image"].astype(np.float64) / 255.0
+                total += im
+                square += float((im**2).mean())
+            mean_image = total / count
+            std = float(np.sqrt(max(square / count - float(mean_image.mean()) ** 2, 1e-12)))
+            try:
+                np.savez(cache, mean_image=mean_image, std=std)
+            except OSError as err:
+                logging.getLogger("cnnbench").warning("mean image not cached (%s): %s", cache, err)
+        return {
+            "mode": "pixel",
+            "mean_image": mean_image.transpose(2, 0, 1).tolist(),
+            "std": [std] * 3,
+            "mean": mean_image.mean(axis=(0, 1)).tolist(),
         }
 
     @property

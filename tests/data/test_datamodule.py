@@ -139,6 +139,29 @@ def test_pixel_mean_mode_subtracts_mean_image():
     assert np.allclose(mean_image, expected, atol=1e-6)
 
 
+def test_pixel_mean_of_an_imagefolder_is_the_mean_eval_view_and_is_cached(jpeg_imagefolder, tmp_path):
+    """He et al. §3.4 (experiment=resnet_imagenet): the mean image of file-backed data, cached beside it."""
+    import shutil
+
+    from cnnbench.data.datamodule import load_image_file
+    from cnnbench.data.transforms import eval_transform
+
+    root = tmp_path / "data"
+    shutil.copytree(jpeg_imagefolder, root)
+    overrides = ["data=imagefolder", f"data.root={root}", "data.val_split=0", "data.mean_mode=pixel",
+                 "data.image_size=32"]
+    dm = make_dm(overrides).load()
+    mean_image = np.array(dm.normalization["mean_image"])
+    assert mean_image.shape == (3, 32, 32) and dm.normalization["mode"] == "pixel"
+    view = eval_transform(32, dm.native_size, dm.crop_pct)
+    views = [view(image=load_image_file(path))["image"] / 255.0 for path, _ in dm.train_split.files]
+    assert np.allclose(mean_image, np.mean(views, axis=0).transpose(2, 0, 1), atol=1e-6)
+    (cache,) = root.glob(".cnnbench_mean_*.npz")
+    np.savez(cache, mean_image=np.full((32, 32, 3), 0.25), std=0.5)  # a second run reads the cache, not the files
+    cached = make_dm(overrides).load()
+    assert np.allclose(np.array(cached.normalization["mean_image"]), 0.25) and cached.normalization["std"] == [0.5] * 3
+
+
 def test_resumed_sampler_skips_exactly_the_consumed_part_of_its_epoch():
     from cnnbench.data.datamodule import EpochSampler
 
