@@ -154,6 +154,9 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> bool:
             ax_acc.plot(*zip(*[(x + 1, 100 * (1 - y)) for x, y in m["val/acc1"]], strict=True), marker="o", label=r["run"])
     ax_loss.set(title="training loss (epoch mean)", xlabel="epoch", ylabel="cross-entropy")
     ax_acc.set(title="validation top-1 error", xlabel="epoch", ylabel="error %")
+    if not ax_acc.lines:  # e.g. data.val_split=0 (the speedruns): say so instead of an empty frame
+        ax_acc.text(0.5, 0.5, "no validation split in these runs\n(test accuracy: report.md)",
+                    ha="center", va="center", transform=ax_acc.transAxes)
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         if ax.lines:
