@@ -51,8 +51,6 @@ def summarize_curves(runs: list[Path]) -> list[dict[str, Any]]:
         row = summarize_run(run)
         if row is None:
             continue
-        for degradation_only in ("family", "depth"):  # plain/residual by name: meaningless outside claim 1
-            row.pop(degradation_only, None)
         row["label"] = run_label(run, row["model"])
         val = row["curves"]["val"]
         last = row["iterations"]

@@ -66,7 +66,7 @@ def summarize_run(run: Path, end_fraction: float = 0.25) -> dict[str, Any] | Non
     model = str(results.get("model"))
     test_acc = results.get("test/acc1")
     return {
-        "model": model, "family": _family(model), "depth": _depth(model), "run_dir": str(run),
+        "model": model, "run_dir": str(run),
         "iterations": int(results.get("steps") or last_it), "wall_s": results.get("wall_s"),
         "n_train": results.get("n_train"), "n_test": results.get("n_test"),
         "train_err_final": sum(tail) / len(tail), "train_err_final_batches": len(tail),
@@ -74,6 +74,15 @@ def summarize_run(run: Path, end_fraction: float = 0.25) -> dict[str, Any] | Non
         "test_err": (1.0 - float(test_acc)) if isinstance(test_acc, (int, float)) else None,
         "curves": curves,
     }
+
+
+def summarize_degradation_run(run: Path, end_fraction: float = 0.25) -> dict[str, Any] | None:
+    """`summarize_run` plus the plain/residual family and depth that claim 1 compares (read from the name)."""
+    row = summarize_run(run, end_fraction)
+    if row is None:
+        return None
+    model = row["model"]
+    return {"model": model, "family": _family(model), "depth": _depth(model), **row}
 
 
 def compare(rows: list[dict[str, Any]]) -> dict[str, Any]:

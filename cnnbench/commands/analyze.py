@@ -104,12 +104,12 @@ def _layer_responses(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], li
 
 
 def _degradation(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], list[Path]]:
-    from cnnbench.analysis.degradation import compare, plot_degradation, summarize_run
+    from cnnbench.analysis.degradation import compare, plot_degradation, summarize_degradation_run
 
     runs = _run_dirs(cfg)
     if not runs:
         raise UserError("degradation needs runs=<glob of the sweep's run dirs> (e.g. runs='multirun/train/…/*')")
-    rows = [r for r in (summarize_run(run, float(cfg.get("end_fraction", 0.25))) for run in runs) if r]
+    rows = [r for r in (summarize_degradation_run(run, float(cfg.get("end_fraction", 0.25))) for run in runs) if r]
     if not rows:
         raise UserError(f"runs={cfg.runs!r}: no run logged train/err in metrics.csv (train with this cnnbench)")
     png_path, json_path = run_dir / "degradation.png", run_dir / "degradation.json"

@@ -261,15 +261,23 @@ class ImageDataModule(L.LightningDataModule):
             std = sample.std(axis=(0, 1, 2)).tolist()
             return {"mode": "channel", "mean": mean, "std": std}
         # He et al. 2015 §4.2: subtract the per-pixel mean (the mean image at the input size).
-        view = eval_transform(self.image_size, self.native_size, 1.0)
-        mean_image = np.mean([view(image=im)["image"].reshape(self.image_size, self.image_size, -1)
-                              for im in split.images[:20000]], axis=0) / 255.0
+        mean_image, _ = self._average_views(split.images[:20000], eval_transform(self.image_size, self.native_size, 1.0))
         return {
             "mode": "pixel",
             "mean_image": mean_image.transpose(2, 0, 1).tolist(),
             "std": [float(sample.std())] * sample.shape[-1],
             "mean": sample.mean(axis=(0, 1, 2)).tolist(),
         }
+
+    def _average_views(self, images, view) -> tuple[np.ndarray, float]:
+        """Mean image (H, W, C in [0, 1]) of the eval views of `images`, and the mean of their squared values."""
+        total, square, count = 0.0, 0.0, 0
+        for image in images:
+            pixels = view(image=image)["image"].reshape(self.image_size, self.image_size, -1) / 255.0
+            total = total + pixels
+            square += float((pixels**2).mean())
+            count += 1
+        return total / count, square / count
 
     def _file_pixel_mean(self, split: Split) -> dict[str, Any]:
         """The mean image of a file-backed training split (He et al. 2015 §3.4 "the per-pixel mean subtracted",
@@ -290,14 +298,8 @@ class ImageDataModule(L.LightningDataModule):
             mean_image, std = stats["mean_image"], float(stats["std"])
         else:
             view = eval_transform(self.image_size, self.native_size, self.crop_pct)
-            total = np.zeros((self.image_size, self.image_size, 3), np.float64)
-            square = 0.0
-            for path in paths:
-                im = view(image=load_image_file(path))["image"].astype(np.float64) / 255.0
-                total += im
-                square += float((im**2).mean())
-            mean_image = total / count
-            std = float(np.sqrt(max(square / count - float(mean_image.mean()) ** 2, 1e-12)))
+            mean_image, mean_square = self._average_views((load_image_file(path) for path in paths), view)
+            std = float(np.sqrt(max(mean_square - float(mean_image.mean()) ** 2, 1e-12)))
             try:
                 np.savez(cache, mean_image=mean_image, std=std)
             except OSError as err:
