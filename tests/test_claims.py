@@ -314,6 +314,10 @@ def test_claim_compound_scaling_variants_follow_eq3():
     assert variants["depth_4x"].depth_mult == 4 * base.depth_mult
     assert variants["width_4x"].width_mult == 2 * base.width_mult
     assert variants["resolution_4x"].resolution == 2 * base.resolution
+    c = compose_cfg("train", ["experiment=claim_compound_scaling"])  # one recipe for every variant (docs/claims.md §4)
+    assert (c.optimizer.name, c.optimizer.lr, c.optimizer.weight_decay) == ("adamw", 2e-3, 1e-5)
+    assert (c.schedule.name, c.schedule.warmup_steps, c.trainer.max_steps) == ("cosine", 100, 1500)
+    assert (c.model.drop_path_rate, c.model.dropout) == (0.0, 0.2)
 
 
 def test_claim_highway_variants_are_highway_and_resnets_at_the_same_depths():
