@@ -1,16 +1,25 @@
-"""Loading checkpoints safely: everything goes through `torch.load(weights_only=True)`."""
+"""Checkpoint files: atomic writes, safe loading (`torch.load(weights_only=True)`), which one
+`resume=auto` picks, and rebuilding a module from one."""
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import pickle
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from cnnbench.errors import UserError
 from cnnbench.training.module import ClassificationModule
 
+log = logging.getLogger("cnnbench")
 
-class CheckpointError(ValueError):
+
+class CheckpointError(UserError, ValueError):
     pass
 
 
@@ -83,3 +92,65 @@ def module_from_loaded(ckpt: dict[str, Any], record: dict[str, Any], path: str |
         raise CheckpointError(f"cannot load the weights of {path}: {str(err).splitlines()[0]}") from None
     module.eval()
     return module
+
+
+# -- atomic writes -----------------------------------------------------------------------------------
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's torch checkpoint writer, made atomic: temporary file in the same directory,
+    flush + fsync, `os.replace` onto the final name, fsync of the directory. A crash or a failed
+    write at any point leaves the previous file under that name untouched."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(path.parent)
+
+
+# -- which checkpoint `resume=auto` picks ------------------------------------------------------------
+def candidate_checkpoints(run_dir: Path) -> list[Path]:
+    """Checkpoints a run dir holds, newest first: checkpoints/*.ckpt and Lightning's SLURM
+    `hpc_ckpt_*.ckpt`; on equal times last.ckpt wins. Temporary files are never listed."""
+    found = [p for p in (run_dir / "checkpoints").glob("*.ckpt") if p.is_file() and not p.name.startswith(".")]
+    found += [p for p in run_dir.glob("hpc_ckpt_*.ckpt") if p.is_file()]
+    return sorted(found, key=lambda p: (p.stat().st_mtime_ns, p.name.startswith("last")), reverse=True)
+
+
+def newest_loadable_checkpoint(run_dir: Path) -> str | None:
+    """The newest checkpoint of the run dir that loads with weights_only=True (a damaged one is
+    reported and skipped); None when there is none."""
+    for path in candidate_checkpoints(run_dir):
+        try:
+            ckpt = load_checkpoint(path)
+        except CheckpointError as err:
+            log.warning("resume=auto: skipping unreadable checkpoint %s (%s)", path, err)
+            continue
+        if "loops" in ckpt and "state_dict" in ckpt:
+            return str(path)
+        log.warning("resume=auto: skipping %s (no training state inside)", path)
+    return None

@@ -31,6 +31,33 @@ COMMANDS = {
 }
 
 
+def dispatch(command: str, cfg):
+    """Call the function registered for `command` in `COMMANDS`."""
+    import importlib
+
+    module, function = COMMANDS[command][1].split(":")
+    return getattr(importlib.import_module(module), function)(cfg)
+
+
+def run_guarded(command: str, cfg):
+    """Validate `cfg`, run `command`; a user's error or a deliberate stop becomes one line on stderr and
+    the exit code of its type (`cnnbench.errors.exit_code`), anything else propagates as a bug."""
+    from cnnbench.errors import exit_code, one_line
+
+    try:
+        from cnnbench.config_schema import validate
+
+        validate(cfg)  # types, ranges and impossible combinations, before any work (config_schema.py)
+        return dispatch(command, cfg)
+    except Exception as err:  # noqa: BLE001 - re-raised unless its type is a user error
+        code = exit_code(err)
+        if code is None:
+            raise
+        kind = "stopped" if code == 3 else "error"
+        print(f"cnnbench {command}: {kind}: {one_line(err)}", file=sys.stderr, flush=True)
+        sys.exit(code)
+
+
 def conf_dir() -> str:
     env = os.environ.get("CNNBENCH_CONF")
     if env:
@@ -52,8 +79,6 @@ def _run(command: str) -> None:
     from omegaconf import DictConfig
 
     def task(cfg: DictConfig):
-        from cnnbench.errors import run_guarded
-
         result = run_guarded(command, cfg)
         # Sweepers (Optuna) optimise the value the job returns: the metric named by `optimized_metric`.
         metric = cfg.get("optimized_metric")

@@ -17,7 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from cnnbench.runtime import UserError
+from cnnbench.errors import UserError
 
 _MISSING = object()
 

@@ -1,62 +1,52 @@
-"""Run a command and turn bad input into one clear line on stderr and exit code 2 (no traceback wall)."""
+"""The errors a user can cause, and the exit code each maps to — chosen by exception type, never by text.
+
+- `UserError` (exit 2): bad input — a config value, a path, a checkpoint, an image. One line on stderr.
+  `ConfigError` is the `UserError` the option checks of models, optimizers, schedules and data raise;
+  it is also a `ValueError`, so code that calls those builders directly can keep catching `ValueError`.
+- `RunStopped` (exit 3): a run that stopped on purpose (a non-finite loss …): one line saying why.
+- OmegaConf's own errors (a missing or mistyped key) count as bad input (exit 2).
+
+This module imports nothing from cnnbench: every layer may raise these.
+"""
 from __future__ import annotations
 
-import sys
-
-from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from cnnbench.checkpoint import CheckpointError
-    from cnnbench.data import DatasetNotFoundError, ImageSizeError
-    from cnnbench.data.sources import BadImageError
-    from cnnbench.models import UnknownModelError
-    from cnnbench.runtime import UserError
+class UserError(Exception):
+    """Bad input: shown as one line, exit code 2."""
 
-    return (UserError, UnknownModelError, DatasetNotFoundError, ImageSizeError, CheckpointError, BadImageError,
-            OmegaConfBaseException)
+    exit_code = 2
 
 
-def dispatch(command: str, cfg: DictConfig):
-    """Call the function registered for `command` in `cnnbench.cli.COMMANDS`."""
-    import importlib
-
-    from cnnbench.cli import COMMANDS
-
-    module, function = COMMANDS[command][1].split(":")
-    return getattr(importlib.import_module(module), function)(cfg)
+class ConfigError(UserError, ValueError):
+    """A config or constructor option outside its valid choices (exit code 2)."""
 
 
-def run_guarded(command: str, cfg: DictConfig):
-    from cnnbench.reliability import RunStopped
+class RunStopped(Exception):
+    """A run stopped on purpose (non-finite loss …): one line on stderr and `exit_code`."""
 
-    try:
-        from cnnbench.config_schema import validate
-
-        validate(cfg)  # types, ranges and impossible combinations, before any work (config_schema.py)
-        return dispatch(command, cfg)
-    except RunStopped as err:  # a run stopped on purpose (non-finite loss): say why, distinct exit code
-        print(f"cnnbench {command}: stopped: {_one_line(err)}", file=sys.stderr, flush=True)
-        sys.exit(err.exit_code)
-    except _user_errors() as err:
-        print(f"cnnbench {command}: error: {_one_line(err)}", file=sys.stderr, flush=True)
-        sys.exit(2)
-    except ValueError as err:  # option validation in models/optimizers/schedules raises ValueError
-        if _is_config_error(err):
-            print(f"cnnbench {command}: error: {_one_line(err)}", file=sys.stderr, flush=True)
-            sys.exit(2)
-        raise
+    exit_code = 3
 
 
-def _one_line(err: BaseException) -> str:
+def exit_code(err: BaseException) -> int | None:
+    """The exit code for an error a user caused or a run stopped on purpose; None for a bug (re-raise it)."""
+    if isinstance(err, (UserError, RunStopped)):
+        return err.exit_code
+    if isinstance(err, OmegaConfBaseException):
+        return 2
+    return None
+
+
+def one_line(err: BaseException) -> str:
+    """The message of `err` on one line (a DataLoader worker's re-raised error: the worker's own message)."""
     text = str(err).strip() or type(err).__name__
-    if "Original Traceback" in text:  # re-raised from a DataLoader worker: keep the worker's own message
+    if "Original Traceback" in text:
         last = [line for line in text.splitlines() if line.strip()][-1]
         text = last.split(": ", 1)[1] if ": " in last else last
     return " ".join(text.split())
 
 
-def _is_config_error(err: ValueError) -> bool:
-    text = str(err)
-    return any(marker in text for marker in ("valid choices", "valid options", "must be", "data."))
+
+
+__all__ = ["UserError", "ConfigError", "RunStopped", "exit_code", "one_line"]

@@ -1,14 +1,24 @@
-"""Process-level helpers shared by the commands: run directory, paths, JSON output, errors."""
+"""Process-level helpers shared by the commands: run directory (and its checks), paths, JSON output,
+failure records."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import tempfile
 import time
+import traceback
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import OmegaConf
+
+from cnnbench.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 PROCESS_START = time.time()  # set when cnnbench is first imported (by the console script: at launch)
 
@@ -84,5 +94,42 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-class UserError(Exception):
-    """Bad input: shown as one line, exit code 2."""
+# -- run dir checks ----------------------------------------------------------------------------------
+def estimate_checkpoint_bytes(module: torch.nn.Module) -> int:
+    """Weights + optimizer state (up to two moments) + averaged copy: a generous bound."""
+    n = sum(p.numel() * p.element_size() for p in module.parameters())
+    n += sum(b.numel() * b.element_size() for b in module.buffers())
+    return 4 * n + (1 << 20)
+
+
+def check_run_dir(run_dir: Path, need_bytes: int) -> None:
+    """Fail before training when the run dir cannot be written or lacks room for a checkpoint."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=run_dir)
+        try:
+            os.write(fd, b"\0" * 4096)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as err:
+        raise UserError(f"run dir {run_dir} is not writable ({err.strerror or err}); "
+                        "pick another with hydra.run.dir=… or run_name=…") from None
+    free = shutil.disk_usage(run_dir).free
+    if free < need_bytes:
+        raise UserError(f"run dir {run_dir} has {free / 2**20:.1f} MiB free, a checkpoint needs about "
+                        f"{need_bytes / 2**20:.1f} MiB; free space or pick another run dir")
+
+
+# -- failure records ---------------------------------------------------------------------------------
+def record_failure(run_dir: Path, rank: int, err: BaseException, step: int | None) -> Path:
+    """`failed-rank<r>.json` in the run dir: what was raised, where, at which step."""
+    path = Path(run_dir) / f"failed-rank{rank}.json"
+    text = " ".join(str(err).split()) or type(err).__name__
+    with contextlib.suppress(OSError):
+        write_json(path, {
+            "rank": rank, "pid": os.getpid(), "step": step, "error": type(err).__name__, "message": text[:2000],
+            "traceback": traceback.format_exception(type(err), err, err.__traceback__)[-6:],
+        })
+    return path

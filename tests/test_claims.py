@@ -208,7 +208,7 @@ def test_layer_responses_limit_counts_images():
 
 def test_layer_responses_refuses_a_net_without_conv_bn():
     from cnnbench.analysis.layer_responses import layer_responses
-    from cnnbench.runtime import UserError
+    from cnnbench.errors import UserError
 
     with pytest.raises(UserError, match="3×3 convolution followed by a BatchNorm2d"):
         layer_responses(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()), [(torch.randn(2, 1, 6, 6), None)])
@@ -216,7 +216,7 @@ def test_layer_responses_refuses_a_net_without_conv_bn():
 
 # -- the command ---------------------------------------------------------------------------------------
 def test_analyze_bad_name_is_one_line_with_the_choices(tmp_path):
-    from cnnbench.runtime import UserError
+    from cnnbench.errors import UserError
 
     with pytest.raises(UserError, match=r"analysis='layer_response' is not an analysis; valid choices: "
                                         r"layer_responses, degradation, curves, scaling"):
@@ -236,7 +236,7 @@ def test_analyze_cli_bare_name_and_bad_name_exit_2(tmp_path, monkeypatch, capsys
 
 
 def test_analyze_degradation_without_matching_runs(tmp_path):
-    from cnnbench.runtime import UserError
+    from cnnbench.errors import UserError
 
     with pytest.raises(UserError, match="matched no training run"):
         _analyze(["analysis=degradation", f"runs={tmp_path}/nothing*"], tmp_path)

@@ -118,7 +118,7 @@ def test_fashion_mnist_speedrun_and_best60_numbers():
 
 def test_efficientnet_transfer_requires_init_from(tmp_path):
     from cnnbench.commands.train import train
-    from cnnbench.runtime import UserError
+    from cnnbench.errors import UserError
 
     c = _cfg("efficientnet_transfer")
     with pytest.raises(UserError, match="give init_from="):
@@ -192,7 +192,7 @@ def test_target_global_batch_sets_accumulation(tmp_path):
     results = train(cfg, run_dir=tmp_path)
     assert results["global_batch"] == 16 and results["lr_scaled"] == pytest.approx(results["lr_base"])
     bad = compose_cfg("train", SYN + ["model=resnet20", "hardware.target_global_batch=12"])
-    from cnnbench.runtime import UserError
+    from cnnbench.errors import UserError
 
     with pytest.raises(UserError, match="target_global_batch=12"):
         train(bad, run_dir=tmp_path / "bad")
@@ -219,7 +219,7 @@ def test_init_from_loads_body_and_keeps_a_new_head(tmp_path, tiny_checkpoint):
 
 def test_init_from_other_model_is_one_clear_error(tmp_path, tiny_checkpoint):
     from cnnbench.commands.train import train
-    from cnnbench.runtime import UserError
+    from cnnbench.errors import UserError
 
     cfg = compose_cfg("train", SYN + ["model=resnet32", f"init_from={tiny_checkpoint}"])
     with pytest.raises(UserError, match="holds 'resnet20', but model='resnet32'"):

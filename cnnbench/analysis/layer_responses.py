@@ -134,7 +134,7 @@ def layer_responses(network: nn.Module, batches, prepare=None, device: torch.dev
             if responses is None:
                 pairs = find_conv_bn_pairs(network, x[:2])
                 if not pairs:
-                    from cnnbench.runtime import UserError
+                    from cnnbench.errors import UserError
 
                     raise UserError("this network has no 3×3 convolution followed by a BatchNorm2d: "
                                     "layer_responses needs the He et al. layout (conv 3×3 → BN)")

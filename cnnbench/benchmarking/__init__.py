@@ -145,7 +145,7 @@ class PlainLoop:
 def set_optimizer_impl(optimizer: torch.optim.Optimizer, impl: str) -> None:
     """Switch a built torch optimizer between its for-loop, foreach and fused implementations."""
     if impl not in OPTIMIZER_IMPLS:
-        from cnnbench.runtime import UserError
+        from cnnbench.errors import UserError
 
         raise UserError(f"benchmark.optimizer_impl={impl!r}; valid choices: {', '.join(OPTIMIZER_IMPLS)}")
     if impl == "default":
@@ -155,7 +155,7 @@ def set_optimizer_impl(optimizer: torch.optim.Optimizer, impl: str) -> None:
             group["foreach"] = impl == "foreach"
         if impl == "fused":
             if "fused" not in group:
-                from cnnbench.runtime import UserError
+                from cnnbench.errors import UserError
 
                 raise UserError(f"benchmark.optimizer_impl=fused: {type(optimizer).__name__} has no fused version")
             group["fused"] = True

@@ -21,7 +21,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from cnnbench.runtime import UserError, absolute, original_cwd, resolve_run_dir, write_json
+from cnnbench.errors import UserError
+from cnnbench.runtime import absolute, original_cwd, resolve_run_dir, write_json
 
 
 def _run_dirs(cfg: DictConfig) -> list[Path]:

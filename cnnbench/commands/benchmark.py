@@ -30,7 +30,8 @@ from cnnbench.benchmarking import (
     sync,
 )
 from cnnbench.data import ImageDataModule
-from cnnbench.runtime import UserError, absolute, resolve_run_dir, write_json
+from cnnbench.errors import UserError
+from cnnbench.runtime import absolute, resolve_run_dir, write_json
 from cnnbench.training.module import ClassificationModule, Normalize, model_kwargs
 from cnnbench.training.optim import build_optimizer, scaled_lr
 

@@ -13,6 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from cnnbench.checkpoint import check_compatible
 from cnnbench.data import ImageDataModule
+from cnnbench.errors import UserError
 from cnnbench.evaluation.crops import CROP_CHOICES
 from cnnbench.evaluation.engine import (
     Scorer,
@@ -27,7 +28,7 @@ from cnnbench.evaluation.engine import (
 )
 from cnnbench.evaluation.paper import paper_reference
 from cnnbench.models import model_info
-from cnnbench.runtime import UserError, absolute, resolve_run_dir, write_json
+from cnnbench.runtime import absolute, resolve_run_dir, write_json
 
 ALL_CROPS = CROP_CHOICES
 

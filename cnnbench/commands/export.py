@@ -16,8 +16,9 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from cnnbench.errors import UserError
 from cnnbench.evaluation.engine import load_member
-from cnnbench.runtime import UserError, absolute, resolve_run_dir, write_json
+from cnnbench.runtime import absolute, resolve_run_dir, write_json
 
 FORMATS = ("onnx", "torchscript")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}

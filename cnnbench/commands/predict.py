@@ -12,6 +12,7 @@ import torch
 from omegaconf import DictConfig
 
 from cnnbench.commands.evaluate import _crops, checkpoint_paths
+from cnnbench.errors import UserError
 from cnnbench.evaluation.engine import (
     FileReader,
     Scorer,
@@ -23,7 +24,7 @@ from cnnbench.evaluation.engine import (
     pick_device,
     view_loader,
 )
-from cnnbench.runtime import UserError, absolute, resolve_run_dir
+from cnnbench.runtime import absolute, resolve_run_dir
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 

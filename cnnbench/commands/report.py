@@ -17,7 +17,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from cnnbench.runtime import UserError, original_cwd, resolve_run_dir, write_json
+from cnnbench.errors import UserError
+from cnnbench.runtime import original_cwd, resolve_run_dir, write_json
 
 MARKERS = ("results.json", "eval.json", "metrics.csv")
 

@@ -6,105 +6,33 @@ import logging
 import os
 import sys
 import time
-from datetime import timedelta
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, open_dict, read_write
 
-from cnnbench import reliability
-from cnnbench.checkpoint import check_compatible, load_checkpoint, record_of
+from cnnbench.checkpoint import check_compatible, load_checkpoint, newest_loadable_checkpoint, record_of
 from cnnbench.data import ImageDataModule
-from cnnbench.runtime import PROCESS_START, UserError, absolute, resolve_run_dir, write_json
-from cnnbench.training.module import ClassificationModule, model_kwargs
-from cnnbench.training.optim import scaled_lr
+from cnnbench.errors import UserError
+from cnnbench.run import build_datamodule, build_module, build_trainer, global_batch, resolve_paths
+from cnnbench.runtime import (
+    PROCESS_START,
+    absolute,
+    check_run_dir,
+    estimate_checkpoint_bytes,
+    record_failure,
+    resolve_run_dir,
+    write_json,
+)
+from cnnbench.training.callbacks import NonFiniteLoss, NonFiniteLossError, Preemption
+from cnnbench.training.module import ClassificationModule
 
 log = logging.getLogger("cnnbench")
 
 _DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "PL_GLOBAL_SEED")
-
-
-def _num_devices(trainer_cfg: DictConfig) -> int:
-    devices = trainer_cfg.get("devices", 1)
-    accelerator = str(trainer_cfg.get("accelerator", "auto"))
-    gpus = torch.cuda.device_count() if accelerator in ("auto", "gpu", "cuda") else 0
-    if devices in ("auto", -1, "-1"):
-        return max(1, gpus) if accelerator != "cpu" else 1
-    if isinstance(devices, (list, tuple)) or OmegaConf.is_list(devices):
-        return len(devices)
-    if isinstance(devices, str):
-        return len([d for d in devices.split(",") if d.strip()]) if "," in devices else int(devices)
-    return int(devices)
-
-
-def build_strategy(cfg: DictConfig) -> Any:
-    """DDP with the configured backend and process-group timeout when more than one process runs."""
-    if cfg.trainer.get("strategy") is not None:
-        return cfg.trainer.strategy
-    hw = cfg.hardware
-    processes = _num_devices(cfg.trainer) * int(cfg.trainer.get("num_nodes", 1))
-    if hw.strategy == "ddp" or (hw.strategy == "auto" and processes > 1):
-        from lightning.pytorch.strategies import DDPStrategy
-
-        return DDPStrategy(process_group_backend=hw.get("backend"), timeout=timedelta(seconds=int(hw.ddp_timeout_s)))
-    if hw.strategy not in ("auto", "ddp"):
-        raise UserError(f"hardware.strategy={hw.strategy!r}; valid choices: auto, ddp")
-    return "auto"
-
-
-def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
-    from cnnbench.training.loggers import RunDirCSVLogger
-
-    loggers: list = [RunDirCSVLogger(str(run_dir))]  # run_dir/metrics.csv, always
-    name = cfg.logger.name
-    if name == "wandb":
-        from lightning.pytorch.loggers import WandbLogger
-
-        w = cfg.logger.wandb
-        loggers.append(
-            WandbLogger(
-                project=w.project, entity=w.entity, save_dir=str(run_dir), mode=w.mode,
-                name=cfg.get("run_name") or run_dir.name, tags=list(w.tags or []),
-                config=OmegaConf.to_container(cfg, resolve=True),
-            )
-        )
-    elif name not in ("csv", "none"):
-        raise UserError(f"logger={name!r}; valid choices: wandb, csv, none")
-    return loggers
-
-
-def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> list:
-    from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
-
-    ckpt_dir = run_dir / "checkpoints"
-    callbacks: list = []
-    if cfg.trainer.get("enable_progress_bar", True):
-        callbacks.append(TQDMProgressBar(refresh_rate=20))
-    if has_val and cfg.checkpoint.monitor:
-        callbacks.append(ModelCheckpoint(
-            dirpath=ckpt_dir, filename="best-epoch{epoch:03d}-acc{val/acc1:.4f}", monitor=cfg.checkpoint.monitor,
-            mode="max", save_last=bool(cfg.checkpoint.save_last), auto_insert_metric_name=False,
-        ))
-    else:
-        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0))
-    every = cfg.checkpoint.get("every_n_steps")
-    if every:
-        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="step{step:08d}", every_n_train_steps=int(every),
-                                         save_top_k=1, monitor="step", mode="max", save_last=True,
-                                         auto_insert_metric_name=False))
-    # reliability (docs/reliability.md): RNG states in checkpoints, SIGTERM/SIGUSR1 → save and stop,
-    # NaN/Inf loss → stop or skip, and (tests only) CNNBENCH_FAULT injection
-    fault = reliability.FaultInjection.from_env()
-    if fault is not None:
-        callbacks.append(fault)
-    callbacks += [reliability.RNGState(), reliability.Preemption(ckpt_dir),
-                  reliability.NonFiniteLoss(str(cfg.loss.get("on_nonfinite", "stop")))]
-    from cnnbench.training.recipe_callbacks import build_recipe_callbacks
-
-    callbacks.extend(build_recipe_callbacks(cfg))  # ema: (weight averaging), conditional_warmup:
-    return callbacks
 
 
 @contextlib.contextmanager
@@ -151,7 +79,7 @@ def _resolve_resume(cfg: DictConfig, run_dir: Path) -> str | None:
     if ckpt:
         return absolute(str(ckpt))
     if resume == "auto":  # the newest loadable checkpoint of the run dir (also SLURM's hpc_ckpt_*.ckpt)
-        return reliability.newest_loadable_checkpoint(run_dir)
+        return newest_loadable_checkpoint(run_dir)
     return None
 
 
@@ -169,92 +97,96 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, callbacks: list | 
     # wall_s: the whole process for a single run (start-up included); per job in a multirun and in-process
     start = PROCESS_START if run_dir is None and not _in_multirun() else time.time()
     run_dir = resolve_run_dir(run_dir)
-    with open_dict(cfg):
-        cfg.data.root = absolute(cfg.data.root) if cfg.data.get("root") not in (None, "???") else cfg.data.root
+    dm, module = _build(cfg)                                   # 1. data and network
+    ckpt_path = _prepare(cfg, run_dir, dm, module)             # 2. init_from, resume point, run-dir checks
+    has_val = dm.val_split is not None and len(dm.val_split) > 0
+    trainer = build_trainer(cfg, run_dir, callbacks=list(callbacks or []), has_val=has_val)  # 3. the trainer
+    outcome = _fit_and_test(cfg, trainer, module, dm, ckpt_path, run_dir)  # 4. fit, then test the best weights
+    results = _results(cfg, trainer, dm, module, outcome, ckpt_path, run_dir, start)  # 5. results.json
+    if trainer.is_global_zero:
+        write_json(run_dir / "results.json", results)
+        _report(results, outcome.stopped)
+    return results
+
+
+def _build(cfg: DictConfig) -> tuple[ImageDataModule, ClassificationModule]:
+    resolve_paths(cfg)
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    dm = build_datamodule(cfg)
+    return dm, build_module(cfg, dm)
 
-    dm = ImageDataModule(
-        OmegaConf.to_container(cfg.data, resolve=True), OmegaConf.to_container(cfg.augmentation, resolve=True),
-        cfg.model.name, seed=int(cfg.seed), model_kwargs=model_kwargs(OmegaConf.to_container(cfg.model, resolve=True)),
-    ).load()
 
-    trainer_kwargs: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)  # type: ignore[assignment]
-    trainer_kwargs.pop("strategy", None)
-    global_batch = _global_batch(cfg, trainer_kwargs)
-    optimizer_cfg = OmegaConf.to_container(cfg.optimizer, resolve=True)
-    lr = scaled_lr(optimizer_cfg, global_batch)
-
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    module = ClassificationModule(
-        model=model_cfg, num_classes=dm.num_classes, in_chans=dm.in_chans, normalization=dm.normalization,
-        classes=dm.classes, image_size=dm.image_size, crop_pct=dm.crop_pct, data_name=str(cfg.data.name),
-        optimizer=optimizer_cfg, schedule=OmegaConf.to_container(cfg.schedule, resolve=True),
-        loss=OmegaConf.to_container(cfg.loss, resolve=True), lr=lr,
-        channels_last=bool(cfg.hardware.get("channels_last", False)),
-    )
-
+def _prepare(cfg: DictConfig, run_dir: Path, dm: ImageDataModule, module: ClassificationModule) -> str | None:
+    """Fine-tuning weights (`init_from=`), the checked checkpoint to resume from, and a run dir that can
+    hold a checkpoint (an unwritable or full run dir is reported now, not at the first checkpoint)."""
     _init_from(cfg, module)
-
     ckpt_path = _resolve_resume(cfg, run_dir)
     if ckpt_path:
         record = record_of(load_checkpoint(ckpt_path), ckpt_path)  # refuses non-weights_only files
         check_compatible(record, ckpt_path, cfg.model.name, dm.num_classes)
+    check_run_dir(run_dir, estimate_checkpoint_bytes(module))
+    return ckpt_path
 
-    # an unwritable or full run dir is reported now, not at the first checkpoint
-    reliability.check_run_dir(run_dir, reliability.estimate_checkpoint_bytes(module))
 
-    has_val = dm.val_split is not None and len(dm.val_split) > 0
-    if not has_val:
-        trainer_kwargs["limit_val_batches"] = 0
-    all_callbacks = build_callbacks(cfg, run_dir, has_val) + list(callbacks or [])
-    trainer = L.Trainer(
-        **trainer_kwargs,
-        strategy=build_strategy(cfg),
-        logger=build_loggers(cfg, run_dir),
-        callbacks=all_callbacks,
-        default_root_dir=str(run_dir),
-        use_distributed_sampler=False,  # the data module shards per rank itself (seeded, resumable)
-        enable_model_summary=False,
-        plugins=[reliability.AtomicCheckpointIO()],  # temp file + fsync + rename
-    )
-    preempt = next(cb for cb in all_callbacks if isinstance(cb, reliability.Preemption))
-    nonfinite = next(cb for cb in all_callbacks if isinstance(cb, reliability.NonFiniteLoss))
-    stopped = None
-    test_metrics: dict[str, float] = {}
-    best = None
+@dataclass
+class _Outcome:
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    best: str | None = None
+    stopped: Any = None
+    last_loss: Any = None
+
+
+def _fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: ClassificationModule, dm: ImageDataModule,
+                  ckpt_path: str | None, run_dir: Path) -> _Outcome:
+    """`trainer.fit`, then `trainer.test` on the best checkpoint — unless a signal stopped the run (its
+    checkpoint is recorded instead). A non-finite loss writes results.json with the reason and re-raises;
+    any other failure leaves failed-rank<r>.json in the run dir."""
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+    preempt = next(cb for cb in trainer.callbacks if isinstance(cb, Preemption))
+    outcome = _Outcome()
     with _ddp_relaunch_context(str(cfg.get("task", "train")), run_dir):
         try:
             try:
                 trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
             except SIGTERMException:
                 preempt.received = preempt.received or "SIGTERM"
-            last_loss = trainer.callback_metrics.get("train/loss")
+            outcome.last_loss = trainer.callback_metrics.get("train/loss")
             if preempt.received:
-                stopped = {"reason": f"signal {preempt.received}", "step": int(trainer.global_step),
-                           "checkpoint": preempt.saved, "resume": "rerun the same command with resume=auto"}
-                best = preempt.saved
+                outcome.stopped = {"reason": f"signal {preempt.received}", "step": int(trainer.global_step),
+                                   "checkpoint": preempt.saved, "resume": "rerun the same command with resume=auto"}
+                outcome.best = preempt.saved
             else:
                 if trainer.interrupted:
-                    stopped = "interrupted"
-                best = _best_checkpoint(trainer)
-                test_metrics = trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)[0]
-        except reliability.NonFiniteLossError as err:
-            stopped = {"reason": "non-finite loss", "step": int(trainer.global_step), "message": str(err),
-                       "last_checkpoint": _best_checkpoint(trainer)}
-            if trainer.is_global_zero:
-                write_json(run_dir / "results.json", {"model": cfg.model.name, "data": str(cfg.data.name),
-                                                      "run_dir": str(run_dir), "stopped": stopped,
-                                                      "steps": int(trainer.global_step), "resumed_from": ckpt_path})
+                    outcome.stopped = "interrupted"
+                outcome.best = _best_checkpoint(trainer)
+                outcome.test_metrics = trainer.test(module, datamodule=dm, ckpt_path=outcome.best, verbose=False)[0]
+        except NonFiniteLossError as err:
+            _record_nonfinite(cfg, trainer, err, ckpt_path, run_dir)
             raise
         except BaseException as err:  # any other failure (e.g. one DDP rank raising): say so in the run dir
             if not isinstance(err, SystemExit):
-                reliability.record_failure(run_dir, int(trainer.global_rank), err, int(trainer.global_step))
+                record_failure(run_dir, int(trainer.global_rank), err, int(trainer.global_step))
             raise
         finally:
             _teardown_distributed()
+    return outcome
 
+
+def _record_nonfinite(cfg: DictConfig, trainer: L.Trainer, err: Exception, ckpt_path: str | None,
+                      run_dir: Path) -> None:
+    stopped = {"reason": "non-finite loss", "step": int(trainer.global_step), "message": str(err),
+               "last_checkpoint": _best_checkpoint(trainer)}
+    if trainer.is_global_zero:
+        write_json(run_dir / "results.json", {"model": cfg.model.name, "data": str(cfg.data.name),
+                                              "run_dir": str(run_dir), "stopped": stopped,
+                                              "steps": int(trainer.global_step), "resumed_from": ckpt_path})
+
+
+def _results(cfg: DictConfig, trainer: L.Trainer, dm: ImageDataModule, module: ClassificationModule,
+             outcome: _Outcome, ckpt_path: str | None, run_dir: Path, start: float) -> dict[str, Any]:
+    nonfinite = next(cb for cb in trainer.callbacks if isinstance(cb, NonFiniteLoss))
+    test_metrics, last_loss = outcome.test_metrics, outcome.last_loss
     results = {
         "model": cfg.model.name,
         "data": str(cfg.data.name),
@@ -264,11 +196,11 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, callbacks: list | 
         "epochs": int(trainer.current_epoch),
         "steps": int(trainer.global_step),
         "wall_s": round(time.time() - start, 2),
-        "checkpoint": best,
+        "checkpoint": outcome.best,
         "run_dir": str(run_dir),
-        "lr_base": float(optimizer_cfg["lr"]),
-        "lr_scaled": lr,
-        "global_batch": global_batch,
+        "lr_base": float(cfg.optimizer.lr),
+        "lr_scaled": module.lr,
+        "global_batch": global_batch(cfg),
         "skipped_images": dm.skipped_images,
         "skipped_steps": nonfinite.skipped,
         "train/loss_last": float(last_loss) if last_loss is not None else None,
@@ -276,30 +208,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, callbacks: list | 
         "n_test": len(dm.test_split),
         "resumed_from": ckpt_path,
     }
-    if stopped:
-        results["stopped"] = stopped
-    if trainer.is_global_zero:
-        write_json(run_dir / "results.json", results)
-        _report(results, stopped)
+    if outcome.stopped:
+        results["stopped"] = outcome.stopped
     return results
-
-
-def _global_batch(cfg: DictConfig, trainer_kwargs: dict[str, Any]) -> int:
-    """devices × nodes × batch × accumulation; with `hardware.target_global_batch`, the accumulation that
-    reaches the paper's global batch on fewer devices (set in trainer_kwargs and cfg)."""
-    per_step = int(cfg.data.batch_size) * _num_devices(cfg.trainer) * int(cfg.trainer.get("num_nodes", 1))
-    target_batch = cfg.hardware.get("target_global_batch")
-    if target_batch:
-        from cnnbench.training.optim import accumulation_for
-
-        try:
-            accumulate = accumulation_for(target_batch, per_step)
-        except ValueError as e:
-            raise UserError(str(e)) from None
-        trainer_kwargs["accumulate_grad_batches"] = accumulate
-        with open_dict(cfg):
-            cfg.trainer.accumulate_grad_batches = accumulate
-    return per_step * int(cfg.trainer.get("accumulate_grad_batches", 1))
 
 
 def _init_from(cfg: DictConfig, module: ClassificationModule) -> None:
@@ -361,4 +272,4 @@ def _summary_line(r: dict[str, Any]) -> None:
     )
 
 
-__all__ = ["train", "build_strategy", "model_kwargs"]
+__all__ = ["train"]

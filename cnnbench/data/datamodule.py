@@ -22,11 +22,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cnnbench.data.sources import BadImageError, Source, Split, load_source, scan_images
 from cnnbench.data.transforms import eval_transform, train_transform
+from cnnbench.errors import ConfigError, UserError
 from cnnbench.models import model_info
 from cnnbench.models.registry import native_input_size
 
 
-class ImageSizeError(ValueError):
+class ImageSizeError(UserError, ValueError):
     pass
 
 
@@ -145,7 +146,7 @@ def _count(value: float | int | None, n: int) -> int:
     if isinstance(value, float) and 0 <= value < 1:
         return int(round(value * n))
     if value < 0:
-        raise ValueError(f"data.val_split={value} must be >= 0 (a fraction < 1 or a count)")
+        raise ConfigError(f"data.val_split={value} must be >= 0 (a fraction < 1 or a count)")
     return int(value)
 
 
@@ -180,7 +181,7 @@ class ImageDataModule(L.LightningDataModule):
         train = source.train
         n_val = _count(cfg.val_split, len(train))
         if n_val >= len(train):
-            raise ValueError(f"data.val_split={cfg.val_split} leaves no training images (train has {len(train)})")
+            raise ConfigError(f"data.val_split={cfg.val_split} leaves no training images (train has {len(train)})")
         order = np.random.default_rng([self.seed, 1]).permutation(len(train))
         self.val_split = train.subset(np.sort(order[:n_val])) if n_val else None
         self.train_split = train.subset(np.sort(order[n_val:]))
@@ -202,7 +203,7 @@ class ImageDataModule(L.LightningDataModule):
         file, `skip` drops every bad file and records it in `skipped_images`."""
         mode = self.cfg.get("on_bad_image", "error")
         if mode not in ("skip", "error"):
-            raise ValueError(f"data.on_bad_image={mode!r}; valid choices: skip, error")
+            raise ConfigError(f"data.on_bad_image={mode!r}; valid choices: skip, error")
         for name in ("train", "test"):
             split = getattr(source, name)
             if split.images is not None:
@@ -228,7 +229,7 @@ class ImageDataModule(L.LightningDataModule):
         if limit is None or limit >= len(split):
             return split
         if limit <= 0:
-            raise ValueError(f"data limits must be positive counts, got {limit}")
+            raise ConfigError(f"data limits must be positive counts, got {limit}")
         pick = np.sort(np.random.default_rng([self.seed, stream]).permutation(len(split))[:limit])
         return split.subset(pick)
 
@@ -249,7 +250,7 @@ class ImageDataModule(L.LightningDataModule):
     def _normalization(self) -> dict[str, Any]:
         mode = self.cfg.mean_mode
         if mode not in ("channel", "pixel"):
-            raise ValueError(f"data.mean_mode={mode!r}; valid choices: channel, pixel")
+            raise ConfigError(f"data.mean_mode={mode!r}; valid choices: channel, pixel")
         split = self.train_split
         if split.images is None:  # file-backed: the model's own statistics, or a mean image from the files
             if mode == "pixel":

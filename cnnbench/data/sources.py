@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnbench.errors import ConfigError, UserError
+
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -22,7 +24,7 @@ FASHION_MNIST_CLASSES = (
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(UserError, FileNotFoundError):
     """A dataset's files are missing; the message says how to get them."""
 
 
@@ -227,11 +229,11 @@ def load_source(cfg, seed: int) -> Source:
         return load_imagefolder(cfg.root)
     if name == "synthetic":
         return load_synthetic(cfg.num_classes, cfg.num_train, cfg.num_test, cfg.native_size, cfg.in_chans, seed)
-    raise ValueError(f"unknown dataset {name!r}; valid choices: {', '.join(DATASETS)}")
+    raise ConfigError(f"unknown dataset {name!r}; valid choices: {', '.join(DATASETS)}")
 
 
 # -- bad image files (data.on_bad_image) ---------------------------------------------------------------
-class BadImageError(ValueError):
+class BadImageError(UserError, ValueError):
     """An image file that cannot be used; the message names the file."""
 
 

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from cnnbench.data.autoaugment_v0 import AutoAugmentV0
+from cnnbench.errors import ConfigError
 
 AUGMENTATIONS = ("none", "pad_crop_flip", "cifar", "random_resized_crop", "scale_jitter", "resnet_imagenet", "vgg",
                  "googlenet", "inception", "efficientnet")
@@ -34,7 +35,7 @@ class TorchvisionPolicy(A.ImageOnlyTransform):
         elif policy == "randaugment":
             self.op = v2.RandAugment()
         else:
-            raise ValueError(f"augmentation.auto_augment={policy!r}; valid choices: v0, imagenet, randaugment, none")
+            raise ConfigError(f"augmentation.auto_augment={policy!r}; valid choices: v0, imagenet, randaugment, none")
         self.policy = policy
 
     def get_params(self) -> dict:
@@ -92,7 +93,7 @@ def _random_resized_crop(aug, image_size: int) -> A.BasicTransform:
     names = list(aug.get("interpolations") or [aug.get("interpolation", "linear")])
     for n in names:
         if n not in INTERPOLATIONS:
-            raise ValueError(f"augmentation interpolation {n!r}; valid choices: {', '.join(INTERPOLATIONS)}")
+            raise ConfigError(f"augmentation interpolation {n!r}; valid choices: {', '.join(INTERPOLATIONS)}")
     crops = [A.RandomResizedCrop(size=(image_size, image_size), scale=tuple(aug.scale), ratio=tuple(aug.ratio),
                                  interpolation=INTERPOLATIONS[n]) for n in names]
     return crops[0] if len(crops) == 1 else A.OneOf(crops, p=1.0)
@@ -169,4 +170,4 @@ def train_transform(aug, image_size: int, native_size: int | None, crop_pct: flo
         else:
             extra = [TorchvisionPolicy(policy)]
         return A.Compose([_random_resized_crop(aug, image_size)] + flip + extra)
-    raise ValueError(f"unknown augmentation {name!r}; valid choices: {', '.join(AUGMENTATIONS)}")
+    raise ConfigError(f"unknown augmentation {name!r}; valid choices: {', '.join(AUGMENTATIONS)}")

@@ -5,6 +5,8 @@ from collections.abc import Sequence
 
 import torch
 
+from cnnbench.errors import ConfigError
+
 AGGREGATES = ("softmax_mean", "logit_mean")
 
 
@@ -18,7 +20,7 @@ def aggregate_views(logits: torch.Tensor, how: str = "softmax_mean") -> torch.Te
         return torch.softmax(logits.float(), dim=-1).mean(dim=-2)
     if how == "logit_mean":
         return torch.softmax(logits.float().mean(dim=-2), dim=-1)
-    raise ValueError(f"eval.aggregate={how!r}; valid choices: {', '.join(AGGREGATES)}")
+    raise ConfigError(f"eval.aggregate={how!r}; valid choices: {', '.join(AGGREGATES)}")
 
 
 def average(probs: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from cnnbench.errors import ConfigError
+
 CROP_CHOICES = (1, 10, 12, 50, 144)
 
 # Default scales (short side, in reference pixels at a 224 reference resolution).
@@ -141,7 +143,7 @@ def protocol_views(crops: int, image_hw: tuple[int, int], crop_size: int, scales
             boxes = [bo for sq in square_boxes(h, w) for bo in six_boxes(sq, c)]
             views += _with_flips(boxes, s, h, w, flip)
     else:
-        raise ValueError(f"crops={crops}; valid choices: {', '.join(map(str, CROP_CHOICES))}")
+        raise ConfigError(f"crops={crops}; valid choices: {', '.join(map(str, CROP_CHOICES))}")
     return views
 
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnbench.errors import ConfigError
 from cnnbench.models.layers import ConvBNAct, he_init
 
 # BN ε of the TF reference implementations (Inception-v4 paper spec B.1 / Inception-v3).
@@ -49,17 +50,17 @@ def parse_scaling(scaling: Mapping[str, Any] | None) -> float:
     if scaling is None:
         return 1.0
     if not isinstance(scaling, Mapping):
-        raise ValueError(f"scaling must be a mapping such as {{width_mult: 0.5}} or null, got {scaling!r}")
+        raise ConfigError(f"scaling must be a mapping such as {{width_mult: 0.5}} or null, got {scaling!r}")
     extra = sorted(set(scaling) - {"width_mult"})
     if extra:
-        raise ValueError(
+        raise ConfigError(
             f"unsupported scaling key(s) {', '.join(map(str, extra))} for the Inception family; "
             "only width_mult is supported"
         )
     wm = scaling.get("width_mult")
     width_mult = 1.0 if wm is None else float(wm)
     if not width_mult > 0:
-        raise ValueError(f"scaling.width_mult must be > 0, got {width_mult}")
+        raise ConfigError(f"scaling.width_mult must be > 0, got {width_mult}")
     return width_mult
 
 
@@ -186,7 +187,7 @@ def aux_pool(x: torch.Tensor, kernel: int, stride: int, size: int) -> torch.Tens
 def check_aux_weights(aux_weights: Any, n: int, model: str) -> tuple[float, ...]:
     weights = tuple(float(w) for w in aux_weights)
     if len(weights) != n:
-        raise ValueError(f"{model}: aux_weights needs {n} value(s) (one per aux head), got {weights}")
+        raise ConfigError(f"{model}: aux_weights needs {n} value(s) (one per aux head), got {weights}")
     return weights
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnbench.errors import ConfigError
 from cnnbench.models.layers import ConvBNAct
 from cnnbench.models.registry import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, register_model
 from cnnbench.models.scaling import Scaling, resolve_scaling, round_filters, round_repeats
@@ -81,7 +82,7 @@ class DropPath(nn.Module):
     def __init__(self, rate: float = 0.0) -> None:
         super().__init__()
         if not 0.0 <= rate < 1.0:
-            raise ValueError(f"drop-path rate must be in [0, 1), got {rate}")
+            raise ConfigError(f"drop-path rate must be in [0, 1), got {rate}")
         self.rate = rate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -161,7 +162,7 @@ class EfficientNet(nn.Module):
     ) -> None:
         super().__init__()
         if not 0.0 <= drop_path_rate < 1.0:
-            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
+            raise ConfigError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
         w, d = scaling.width_mult, scaling.depth_mult
         self.scaling = scaling
         self.input_size = scaling.input_size(BASE_RESOLUTION)  # native side of this network

@@ -32,6 +32,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cnnbench.errors import ConfigError
 from cnnbench.models.layers import he_init
 from cnnbench.models.registry import ModelInfo, register_model
 from cnnbench.models.resnet import CIFAR_MEAN, CIFAR_STD, ShortcutA
@@ -83,7 +84,7 @@ class HighwayMLP(nn.Module):
     ) -> None:
         super().__init__()
         if depth < 1 or width < 1:
-            raise ValueError(f"depth and width must be >= 1, got depth={depth}, width={width}")
+            raise ConfigError(f"depth and width must be >= 1, got depth={depth}, width={width}")
         self.input_shape = (in_chans, input_size, input_size)
         # Like the global pooling of the conv nets' heads, this lets the MLP take other image sizes:
         # inputs are average-pooled (adaptively) to input_size² first; a no-op at input_size².
@@ -153,7 +154,7 @@ class HighwayConvNet(nn.Module):
     ) -> None:
         super().__init__()
         if depth < 5:
-            raise ValueError(
+            raise ConfigError(
                 f"depth counts the first conv, >= 3 highway layers and the FC: >= 5, got {depth}"
             )
         widths = (width, 2 * width, 4 * width)

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnbench.errors import ConfigError
 from cnnbench.models._inception_parts import (
     Block,
     Mixed,
@@ -170,12 +171,12 @@ def parse_residual_scale(residual_scale: float | Mapping[str, float]) -> dict[st
         for key, value in residual_scale.items():
             k = str(key).upper()
             if k not in scales:
-                raise ValueError(f"residual_scale keys are A, B, C; got {key!r}")
+                raise ConfigError(f"residual_scale keys are A, B, C; got {key!r}")
             scales[k] = float(value)
         return scales
     if isinstance(residual_scale, (int, float)) and not isinstance(residual_scale, bool):
         return {k: float(residual_scale) for k in DEFAULT_RESIDUAL_SCALE}
-    raise ValueError(f"residual_scale must be a number or a mapping {{A: …, B: …, C: …}}, got {residual_scale!r}")
+    raise ConfigError(f"residual_scale must be a number or a mapping {{A: …, B: …, C: …}}, got {residual_scale!r}")
 
 
 class InceptionResidual(nn.Module):

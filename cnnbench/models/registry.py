@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnbench.errors import ConfigError, UserError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
@@ -75,7 +77,7 @@ def list_models() -> list[str]:
     return sorted(_BUILDERS)
 
 
-class UnknownModelError(ValueError):
+class UnknownModelError(UserError, ValueError):
     pass
 
 
@@ -103,7 +105,7 @@ def create_model(name: str, num_classes: int = 1000, in_chans: int = 3, **kwargs
         valid = sorted(k for k in params if k not in ("num_classes", "in_chans"))
         bad = sorted(set(kwargs) - set(valid))
         if bad:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown option(s) {', '.join(bad)} for model {name!r}; "
                 f"valid options: {', '.join(valid) or '(none)'}"
             )

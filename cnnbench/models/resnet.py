@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnbench.errors import ConfigError
 from cnnbench.models.layers import ConvBNAct, he_init
 from cnnbench.models.registry import ModelInfo, register_model
 
@@ -261,10 +262,10 @@ class ImageNetResNet(nn.Module):
     ) -> None:
         super().__init__()
         if depth not in IMAGENET_TABLE1:
-            raise ValueError(f"depth must be one of {sorted(IMAGENET_TABLE1)}, got {depth}")
+            raise ConfigError(f"depth must be one of {sorted(IMAGENET_TABLE1)}, got {depth}")
         option = str(shortcut).upper()
         if option not in SHORTCUT_OPTIONS:
-            raise ValueError(f"shortcut must be one of {', '.join(SHORTCUT_OPTIONS)}, got {shortcut!r}")
+            raise ConfigError(f"shortcut must be one of {', '.join(SHORTCUT_OPTIONS)}, got {shortcut!r}")
         block_kind, repeats, _ = IMAGENET_TABLE1[depth]
         make_branch, expansion = _BLOCKS[block_kind]
 

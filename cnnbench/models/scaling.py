@@ -28,6 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cnnbench.errors import ConfigError
+
 ALPHA = 1.2  # depth base (§3.3, step 1)
 BETA = 1.1  # width base
 GAMMA = 1.15  # resolution base
@@ -60,7 +62,7 @@ def _as_dict(mapping: Mapping[str, Any] | None, what: str) -> dict[str, Any]:
     out = {str(k): v for k, v in mapping.items()}
     bad = sorted(set(out) - set(SCALING_KEYS))
     if bad:
-        raise ValueError(
+        raise ConfigError(
             f"unknown {what} key(s) {', '.join(bad)}; valid keys: {', '.join(SCALING_KEYS)}"
         )
     return {k: v for k, v in out.items() if v is not None}
@@ -68,9 +70,9 @@ def _as_dict(mapping: Mapping[str, Any] | None, what: str) -> dict[str, Any]:
 
 def _positive(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"scaling {name} must be a number, got {value!r}")
+        raise ConfigError(f"scaling {name} must be a number, got {value!r}")
     if not value > 0:
-        raise ValueError(f"scaling {name} must be > 0, got {value!r}")
+        raise ConfigError(f"scaling {name} must be > 0, got {value!r}")
     return float(value)
 
 
@@ -92,7 +94,7 @@ def resolve_scaling(scaling: Mapping[str, Any] | None, preset: Mapping[str, Any]
     if "phi" in given:
         phi = given["phi"]
         if isinstance(phi, bool) or not isinstance(phi, (int, float)):
-            raise ValueError(f"scaling phi must be a number, got {phi!r}")
+            raise ConfigError(f"scaling phi must be a number, got {phi!r}")
         alpha = _positive("alpha", given.get("alpha", ALPHA))
         beta = _positive("beta", given.get("beta", BETA))
         gamma = _positive("gamma", given.get("gamma", GAMMA))
@@ -114,7 +116,7 @@ def resolve_scaling(scaling: Mapping[str, Any] | None, preset: Mapping[str, Any]
         resolution = given["resolution"]
     if resolution is not None:
         if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution <= 0:
-            raise ValueError(f"scaling resolution must be a positive integer, got {resolution!r}")
+            raise ConfigError(f"scaling resolution must be a positive integer, got {resolution!r}")
     return Scaling(width_mult=width, depth_mult=depth, resolution_mult=res_mult, resolution=resolution)
 
 

@@ -19,6 +19,7 @@ import copy
 import torch
 from torch import nn
 
+from cnnbench.errors import ConfigError
 from cnnbench.models.registry import ModelInfo, register_model
 
 # Table 1, one column per configuration; each inner tuple is one conv stack, the stacks are
@@ -130,7 +131,7 @@ class VGG(nn.Module):
     ) -> None:
         super().__init__()
         if config not in VGG_TABLE1:
-            raise ValueError(f"config must be one of {', '.join(VGG_TABLE1)}, got {config!r}")
+            raise ConfigError(f"config must be one of {', '.join(VGG_TABLE1)}, got {config!r}")
         self.config = config
         self.features = make_features(config, in_chans, batch_norm)
         out_ch = parse_layer(VGG_TABLE1[config][-1][-1])[1]
@@ -199,7 +200,7 @@ def vgg_init(model: nn.Module, init: str = "glorot") -> None:
     and the paper notes that Glorot & Bengio's init works without that pre-training. `"glorot"`
     (default, usable for every configuration from scratch) or `"normal"` (N(0, 0.01) everywhere)."""
     if init not in ("glorot", "normal"):
-        raise ValueError(f"init must be 'glorot' or 'normal', got {init!r}")
+        raise ConfigError(f"init must be 'glorot' or 'normal', got {init!r}")
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             if init == "glorot":

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import WeightAveraging
 
+from cnnbench.errors import ConfigError
+
 
 class EMADecay:
     """`avg_fn` for `torch.optim.swa_utils.AveragedModel`: θ̄ ← θ̄ + (1 − d)(θ − θ̄), with
@@ -25,7 +27,7 @@ class EMADecay:
 
     def __init__(self, decay: float, warmup: bool) -> None:
         if not 0.0 <= decay < 1.0:
-            raise ValueError(f"ema.decay={decay}; valid: 0 ≤ decay < 1")
+            raise ConfigError(f"ema.decay={decay}; valid: 0 ≤ decay < 1")
         self.decay, self.warmup = float(decay), bool(warmup)
 
     def effective(self, num_updates: torch.Tensor) -> torch.Tensor:
@@ -48,7 +50,7 @@ class EMA(WeightAveraging):
     def __init__(self, decay: float = 0.9999, warmup: bool = True, every_n_steps: int = 1, start_step: int = 0,
                  device: str | None = None, use_buffers: bool = True) -> None:
         if int(every_n_steps) < 1:
-            raise ValueError(f"ema.every_n_steps={every_n_steps}; valid: an integer ≥ 1")
+            raise ConfigError(f"ema.every_n_steps={every_n_steps}; valid: an integer ≥ 1")
         super().__init__(device=device, use_buffers=use_buffers, avg_fn=EMADecay(decay, warmup))
         self.decay, self.every_n_steps, self.start_step = float(decay), int(every_n_steps), int(start_step)
 

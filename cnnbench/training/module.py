@@ -186,7 +186,7 @@ class ClassificationModule(L.LightningModule):
         scheduler = build_scheduler(optimizer, schedule, self.lr, total, steps_per_epoch)
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             if not self.trainer.limit_val_batches:
-                from cnnbench.runtime import UserError
+                from cnnbench.errors import UserError
 
                 raise UserError("schedule=plateau watches val/acc1, but this run has no validation split "
                                 "(data.val_split=0); set data.val_split or pick another schedule")

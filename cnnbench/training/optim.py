@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnbench.errors import ConfigError
+
 OPTIMIZERS = ("sgd", "rmsprop", "adamw", "rmsprop_tf")
 SCHEDULES = ("onecycle", "cosine", "multistep", "exponential", "poly", "plateau", "constant")
 
@@ -102,7 +104,7 @@ def build_optimizer(model: nn.Module, cfg: dict[str, Any], lr: float) -> torch.o
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.get("betas", (0.9, 0.999))),
                                  eps=float(cfg.get("eps", 1e-8)))
-    raise ValueError(f"unknown optimizer {name!r}; valid choices: {', '.join(OPTIMIZERS)}")
+    raise ConfigError(f"unknown optimizer {name!r}; valid choices: {', '.join(OPTIMIZERS)}")
 
 
 def global_batch_size(batch_size: int, devices: int, num_nodes: int, accumulate: int) -> int:
@@ -117,7 +119,7 @@ def accumulation_for(target_global_batch: int | None, per_step_batch: int) -> in
         return 1
     target = int(target_global_batch)
     if target < per_step_batch or target % per_step_batch:
-        raise ValueError(
+        raise ConfigError(
             f"hardware.target_global_batch={target} is not a multiple of batch_size × devices × nodes = "
             f"{per_step_batch}; choose a target divisible by {per_step_batch} (or change data.batch_size)")
     return target // per_step_batch
@@ -131,7 +133,7 @@ def scaled_lr(cfg: dict[str, Any], global_batch: int) -> float:
         return lr
     if mode == "linear":
         return lr * global_batch / float(cfg.get("reference_batch", global_batch))
-    raise ValueError(f"optimizer.scale_lr={mode!r}; valid choices: linear, none")
+    raise ConfigError(f"optimizer.scale_lr={mode!r}; valid choices: linear, none")
 
 
 def _steps(cfg: dict[str, Any], key: str, steps_per_epoch: float) -> int:
@@ -196,7 +198,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict[str, Any], lr: f
             and optimizer.defaults.get("momentum", 0) > 0,
         )
     if name not in SCHEDULES:
-        raise ValueError(f"unknown schedule {name!r}; valid choices: {', '.join(SCHEDULES)}")
+        raise ConfigError(f"unknown schedule {name!r}; valid choices: {', '.join(SCHEDULES)}")
     if name == "plateau":
         # ÷factor when the monitored metric stops improving (He et al. §3.4: "divided by 10 when the error
         # plateaus"); monitoring val/acc1 in mode max is monitoring the validation error in mode min.
@@ -212,7 +214,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict[str, Any], lr: f
             milestones = [int(round(float(m) * steps_per_epoch)) for m in cfg.get("milestones_epochs") or []]
     decay_period = _period(cfg, "decay_every", steps_per_epoch) if name == "exponential" else 0.0
     if name == "exponential" and decay_period <= 0:
-        raise ValueError("schedule=exponential needs schedule.decay_every_epochs or schedule.decay_every_steps > 0")
+        raise ConfigError("schedule=exponential needs schedule.decay_every_epochs or schedule.decay_every_steps > 0")
     factor = LRFactor(name, total_steps, _steps(cfg, "warmup", steps_per_epoch), milestones,
                       float(cfg.get("gamma", 0.1)), float(cfg.get("min_lr_ratio", 0.0)), decay_period=decay_period,
                       staircase=bool(cfg.get("staircase", True)), power=float(cfg.get("power", 1.0)),

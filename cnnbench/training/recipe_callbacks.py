@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from cnnbench.runtime import UserError
+from cnnbench.errors import UserError
 
 log = logging.getLogger("cnnbench")
 

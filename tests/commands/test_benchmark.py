@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import FAST, compose_cfg
 
-from cnnbench.runtime import UserError
+from cnnbench.errors import UserError
 
 TINY = FAST + ["data=digits", "augmentation=none", "data.batch_size=16", "benchmark.warmup=1", "benchmark.steps=3",
                "benchmark.rounds=2", "benchmark.matmul_size=256"]

@@ -6,7 +6,7 @@ import json
 import pytest
 from conftest import compose_cfg
 
-from cnnbench.runtime import UserError
+from cnnbench.errors import UserError
 
 
 def test_eval_matches_training_test_accuracy(tmp_path, tiny_checkpoint):

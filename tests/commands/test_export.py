@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import compose_cfg
 
-from cnnbench.runtime import UserError
+from cnnbench.errors import UserError
 
 
 def _reference(ckpt, x):

@@ -6,7 +6,7 @@ import json
 import pytest
 from conftest import compose_cfg
 
-from cnnbench.runtime import UserError
+from cnnbench.errors import UserError
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -10,6 +10,7 @@ import torch
 from conftest import compose_cfg
 from omegaconf import OmegaConf
 
+from cnnbench.errors import UserError
 from cnnbench.evaluation.engine import (
     Scorer,
     SplitReader,
@@ -20,7 +21,6 @@ from cnnbench.evaluation.engine import (
     make_plan,
     view_loader,
 )
-from cnnbench.runtime import UserError
 
 DIGITS = ["data=digits", "data.num_workers=0", "data.persistent_workers=false", "hardware=cpu",
           "eval.progress=false", "data.limit_test=30"]

@@ -8,9 +8,10 @@ import pytest
 from conftest import FAST, compose_cfg
 from PIL import Image
 
+from cnnbench.cli import run_guarded
 from cnnbench.data.datamodule import ImageDataModule, load_image_file
 from cnnbench.data.sources import BadImageError, check_image
-from cnnbench.errors import _one_line, run_guarded
+from cnnbench.errors import one_line
 
 BAD = {"empty.jpg": "empty file", "truncated.jpg": "truncated", "notes.jpg": "not an image"}
 
@@ -102,5 +103,5 @@ def test_file_going_bad_after_the_scan_is_named_not_a_worker_traceback(tmp_path,
     with pytest.raises(BadImageError) as info:
         for _ in loader:
             pass
-    line = _one_line(info.value)
+    line = one_line(info.value)
     assert "Traceback" not in line and victim in line and line.startswith("cannot decode image")

@@ -9,8 +9,13 @@ import pytest
 import torch
 from conftest import FAST, compose_cfg
 
-from cnnbench.checkpoint import CheckpointError, load_checkpoint
-from cnnbench.reliability import AtomicCheckpointIO, candidate_checkpoints, newest_loadable_checkpoint
+from cnnbench.checkpoint import (
+    AtomicCheckpointIO,
+    CheckpointError,
+    candidate_checkpoints,
+    load_checkpoint,
+    newest_loadable_checkpoint,
+)
 
 
 def _state(value: float) -> dict:

@@ -8,10 +8,10 @@ from conftest import FAST, compose_cfg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cnnbench.cli import run_guarded
 from cnnbench.config_schema import problems, validate
-from cnnbench.errors import run_guarded
+from cnnbench.errors import UserError
 from cnnbench.models import model_info
-from cnnbench.runtime import UserError
 
 PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -13,8 +13,8 @@ from conftest import FAST, compose_cfg
 
 from cnnbench.checkpoint import load_checkpoint
 from cnnbench.commands.train import train
-from cnnbench.reliability import NonFiniteLossError
-from cnnbench.runtime import UserError
+from cnnbench.errors import UserError
+from cnnbench.training.callbacks import NonFiniteLossError
 
 RUN = FAST + ["data=synthetic", "data.limit_train=96", "data.batch_size=16", "trainer.max_epochs=2",
               "schedule=cosine", "checkpoint.every_n_steps=2", "data.val_split=16"]

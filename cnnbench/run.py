@@ -1,0 +1,226 @@
+"""How a run is built from a composed config — the one place every command gets its objects from.
+
+    resolve_paths(cfg)                   user paths (data.root …) made absolute against the launch directory
+    build_datamodule(cfg, …)             the loaded `ImageDataModule` of cfg.data + cfg.augmentation
+    build_module(cfg, dm, lr=None)       the `ClassificationModule` (model, optimizer, schedule, loss)
+    build_trainer(cfg, run_dir, …)       a `lightning.Trainer` with the standard loggers, callbacks and
+                                         atomic checkpoint writes
+
+Commands (`cnnbench/commands/`) use these and never each other; docs/architecture.md shows the layers.
+"""
+from __future__ import annotations
+
+import glob
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from cnnbench.errors import UserError
+from cnnbench.runtime import absolute
+
+RUN_MARKERS = ("results.json", "eval.json", "metrics.csv")  # a directory holding one of these is a run
+LOGGERS = ("wandb", "csv", "none")  # `logger.name`, besides run_dir/metrics.csv which is always written
+STRATEGIES = ("auto", "ddp")  # `hardware.strategy`
+
+
+# -- paths -------------------------------------------------------------------------------------------
+def resolve_paths(cfg: DictConfig) -> DictConfig:
+    """`data.root` made absolute against the directory cnnbench was started from (Hydra changes the
+    working directory of a job); a missing or null root is left as it is. Returns `cfg`, changed in place."""
+    if OmegaConf.select(cfg, "data.root") is not None:  # None when absent, null or missing (???)
+        with open_dict(cfg):
+            cfg.data.root = absolute(str(cfg.data.root))
+    return cfg
+
+
+def checkpoint_paths(value: Any) -> list[str]:
+    """`ckpt_path=a.ckpt` or `ckpt_path=[a.ckpt,b.ckpt]` → absolute paths."""
+    if value is None or value == "":  # cfg.get / OmegaConf.select give None for a missing (???) value
+        raise UserError("ckpt_path is required: ckpt_path=path/to.ckpt or ckpt_path=[a.ckpt,b.ckpt] (an ensemble)")
+    items = list(value) if OmegaConf.is_list(value) or isinstance(value, (list, tuple)) else [value]
+    if not items:
+        raise UserError("ckpt_path=[] names no checkpoint")
+    return [absolute(str(p)) for p in items]
+
+
+def find_runs(pattern: str) -> list[Path]:
+    """Run directories matched by `pattern` (a glob; `**` allowed), or found below matched folders."""
+    found: set[Path] = set()
+    for match in glob.glob(pattern, recursive=True):
+        p = Path(match)
+        if p.is_file() and p.name in RUN_MARKERS:
+            found.add(p.parent.resolve())
+        elif p.is_dir():
+            for marker in RUN_MARKERS:
+                found.update(f.parent.resolve() for f in p.rglob(marker))
+    return sorted(found)
+
+
+# -- data and model ----------------------------------------------------------------------------------
+def model_config(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg.model, resolve=True)  # type: ignore[return-value]
+
+
+def build_datamodule(cfg: DictConfig, *, data: dict[str, Any] | None = None,
+                     augmentation: dict[str, Any] | None = None, model_name: str | None = None):
+    """The loaded data module. `data` / `augmentation` replace cfg.data / cfg.augmentation (eval and
+    analyze read test images with no augmentation); `model_name` names the model whose `model_info`
+    settles image size and normalisation when cfg has no model group (a checkpoint's model)."""
+    from cnnbench.data import ImageDataModule
+    from cnnbench.training.module import model_kwargs
+
+    data = OmegaConf.to_container(cfg.data, resolve=True) if data is None else data
+    augmentation = OmegaConf.to_container(cfg.augmentation, resolve=True) if augmentation is None else augmentation
+    kwargs = None
+    if model_name is None:
+        model_name = str(cfg.model.name)
+        kwargs = model_kwargs(model_config(cfg))
+    return ImageDataModule(data, augmentation, model_name, seed=int(cfg.seed), model_kwargs=kwargs).load()
+
+
+def build_module(cfg: DictConfig, dm, lr: float | None = None):
+    """The LightningModule of cfg.model/optimizer/schedule/loss for the data of `dm`; `lr` defaults to
+    `optimizer.lr` scaled to the global batch (`optimizer.scale_lr`)."""
+    from cnnbench.training.module import ClassificationModule
+    from cnnbench.training.optim import scaled_lr
+
+    optimizer_cfg = OmegaConf.to_container(cfg.optimizer, resolve=True)
+    if lr is None:
+        lr = scaled_lr(optimizer_cfg, global_batch(cfg))
+    return ClassificationModule(
+        model=model_config(cfg), num_classes=dm.num_classes, in_chans=dm.in_chans, normalization=dm.normalization,
+        classes=dm.classes, image_size=dm.image_size, crop_pct=dm.crop_pct, data_name=str(cfg.data.name),
+        optimizer=optimizer_cfg, schedule=OmegaConf.to_container(cfg.schedule, resolve=True),
+        loss=OmegaConf.to_container(cfg.loss, resolve=True), lr=lr,
+        channels_last=bool(cfg.hardware.get("channels_last", False)),
+    )
+
+
+# -- batch and devices -------------------------------------------------------------------------------
+def num_devices(trainer_cfg: DictConfig) -> int:
+    """How many processes per node `trainer.devices` asks for."""
+    import torch
+
+    devices = trainer_cfg.get("devices", 1)
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    gpus = torch.cuda.device_count() if accelerator in ("auto", "gpu", "cuda") else 0
+    if devices in ("auto", -1, "-1"):
+        return max(1, gpus) if accelerator != "cpu" else 1
+    if isinstance(devices, (list, tuple)) or OmegaConf.is_list(devices):
+        return len(devices)
+    if isinstance(devices, str):
+        return len([d for d in devices.split(",") if d.strip()]) if "," in devices else int(devices)
+    return int(devices)
+
+
+def global_batch(cfg: DictConfig) -> int:
+    """devices × nodes × batch × accumulation; with `hardware.target_global_batch`, the accumulation that
+    reaches the paper's global batch on fewer devices (written to cfg.trainer.accumulate_grad_batches)."""
+    from cnnbench.training.optim import accumulation_for
+
+    per_step = int(cfg.data.batch_size) * num_devices(cfg.trainer) * int(cfg.trainer.get("num_nodes", 1))
+    target_batch = cfg.hardware.get("target_global_batch")
+    if target_batch:
+        with open_dict(cfg):
+            cfg.trainer.accumulate_grad_batches = accumulation_for(target_batch, per_step)
+    return per_step * int(cfg.trainer.get("accumulate_grad_batches", 1))
+
+
+# -- trainer -----------------------------------------------------------------------------------------
+def build_strategy(cfg: DictConfig) -> Any:
+    """DDP with the configured backend and process-group timeout when more than one process runs."""
+    if cfg.trainer.get("strategy") is not None:
+        return cfg.trainer.strategy
+    hw = cfg.hardware
+    processes = num_devices(cfg.trainer) * int(cfg.trainer.get("num_nodes", 1))
+    if hw.strategy == "ddp" or (hw.strategy == "auto" and processes > 1):
+        from lightning.pytorch.strategies import DDPStrategy
+
+        return DDPStrategy(process_group_backend=hw.get("backend"), timeout=timedelta(seconds=int(hw.ddp_timeout_s)))
+    return "auto"
+
+
+def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
+    """run_dir/metrics.csv always; a W&B run too with `logger=wandb`."""
+    from cnnbench.training.loggers import RunDirCSVLogger
+
+    loggers: list = [RunDirCSVLogger(str(run_dir))]
+    if cfg.logger.name == "wandb":
+        from lightning.pytorch.loggers import WandbLogger
+
+        w = cfg.logger.wandb
+        loggers.append(
+            WandbLogger(
+                project=w.project, entity=w.entity, save_dir=str(run_dir), mode=w.mode,
+                name=cfg.get("run_name") or run_dir.name, tags=list(w.tags or []),
+                config=OmegaConf.to_container(cfg, resolve=True),
+            )
+        )
+    return loggers
+
+
+def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> list:
+    """Progress bar, checkpointing (best on `checkpoint.monitor`, last, every N steps), the reliability
+    callbacks (docs/reliability.md) and the recipe's own (weight averaging, conditional warm-up)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+
+    from cnnbench.testing.faults import FaultInjection
+    from cnnbench.training.callbacks import NonFiniteLoss, Preemption, RNGState
+    from cnnbench.training.recipe_callbacks import build_recipe_callbacks
+
+    ckpt_dir = run_dir / "checkpoints"
+    callbacks: list = []
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(TQDMProgressBar(refresh_rate=20))
+    if has_val and cfg.checkpoint.monitor:
+        callbacks.append(ModelCheckpoint(
+            dirpath=ckpt_dir, filename="best-epoch{epoch:03d}-acc{val/acc1:.4f}", monitor=cfg.checkpoint.monitor,
+            mode="max", save_last=bool(cfg.checkpoint.save_last), auto_insert_metric_name=False,
+        ))
+    else:
+        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0))
+    every = cfg.checkpoint.get("every_n_steps")
+    if every:
+        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="step{step:08d}", every_n_train_steps=int(every),
+                                         save_top_k=1, monitor="step", mode="max", save_last=True,
+                                         auto_insert_metric_name=False))
+    fault = FaultInjection.from_env()  # CNNBENCH_FAULT: the fault tests only
+    if fault is not None:
+        callbacks.append(fault)
+    callbacks += [RNGState(), Preemption(ckpt_dir), NonFiniteLoss(str(cfg.loss.get("on_nonfinite", "stop")))]
+    callbacks.extend(build_recipe_callbacks(cfg))
+    return callbacks
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, *, callbacks: list | tuple = (), has_val: bool = True,
+                  **overrides: Any):
+    """A Lightning Trainer from cfg.trainer (any `trainer.<name>=…` key), the strategy of cfg.hardware,
+    the standard loggers and callbacks (`callbacks` appended) and atomic checkpoint writes. `overrides`
+    replace trainer arguments (the benchmark pins one device); without a validation split no
+    validation loop runs."""
+    import lightning as L
+
+    from cnnbench.checkpoint import AtomicCheckpointIO
+
+    kwargs: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)  # type: ignore[assignment]
+    kwargs.pop("strategy", None)
+    if not has_val:
+        kwargs["limit_val_batches"] = 0
+    kwargs.update(overrides)
+    if "strategy" not in kwargs:
+        kwargs["strategy"] = build_strategy(cfg)
+    return L.Trainer(
+        **kwargs,
+        logger=build_loggers(cfg, run_dir),
+        callbacks=build_callbacks(cfg, run_dir, has_val) + list(callbacks),
+        default_root_dir=str(run_dir),
+        use_distributed_sampler=False,  # the data module shards per rank itself (seeded, resumable)
+        enable_model_summary=False,
+        plugins=[AtomicCheckpointIO()],  # temp file + fsync + rename
+    )
+
+
+__all__ = ["resolve_paths", "checkpoint_paths", "find_runs", "build_datamodule", "build_module", "build_trainer",
+           "build_strategy", "build_loggers", "build_callbacks", "global_batch", "num_devices", "model_config"]
