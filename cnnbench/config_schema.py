@@ -17,9 +17,19 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from cnnbench.data.datamodule import MEAN_MODES, ON_BAD_IMAGE
 from cnnbench.errors import UserError
+from cnnbench.evaluation.crops import CROP_CHOICES
+from cnnbench.run import LOGGERS, STRATEGIES
+from cnnbench.training.callbacks import NonFiniteLoss
 
-_MISSING = object()
+_MISSING = object()  # OmegaConf.select default: the key is absent or its value is missing (???)
+
+
+def choices(values: tuple) -> str:
+    """`a, b or c` — the valid choices as a rule states them."""
+    shown = [str(v) for v in values]
+    return ", ".join(shown[:-1]) + f" or {shown[-1]}" if len(shown) > 1 else shown[0]
 
 
 def _number(v: Any) -> bool:
@@ -90,7 +100,7 @@ RULES: list[Rule] = [
     Rule("optimizer.momentum", in_range(0.0, 1.0, hi_open=True), "a number in [0, 1)"),
     Rule("optimizer.eps", positive, "a positive number"),
     Rule("loss.label_smoothing", in_range(0.0, 1.0, hi_open=True), "a number in [0, 1)"),
-    Rule("loss.on_nonfinite", one_of("stop", "skip"), "stop or skip"),
+    Rule("loss.on_nonfinite", one_of(*NonFiniteLoss.MODES), choices(NonFiniteLoss.MODES)),
     Rule("data.batch_size", pos_int, "an integer >= 1"),
     Rule("data.num_workers", nonneg_int, "an integer >= 0"),
     Rule("data.image_size", optional(pos_int), "null or an integer >= 1"),
@@ -99,8 +109,8 @@ RULES: list[Rule] = [
     Rule("data.limit_train", optional(pos_int), "null or an integer >= 1"),
     Rule("data.limit_val", optional(pos_int), "null or an integer >= 1"),
     Rule("data.limit_test", optional(pos_int), "null or an integer >= 1"),
-    Rule("data.on_bad_image", one_of("skip", "error"), "skip or error"),
-    Rule("data.mean_mode", one_of("channel", "pixel"), "channel or pixel"),
+    Rule("data.on_bad_image", one_of(*ON_BAD_IMAGE), choices(ON_BAD_IMAGE)),
+    Rule("data.mean_mode", one_of(*MEAN_MODES), choices(MEAN_MODES)),
     Rule("trainer.max_epochs", lambda v: v is None or (_int(v) and v >= -1), "null, -1 or an integer >= 0"),
     Rule("trainer.max_steps", lambda v: v is None or (_int(v) and v >= -1), "-1 or an integer >= 0"),
     Rule("trainer.devices", _devices, "auto, -1, an integer >= 1 or a list of device indices"),
@@ -110,9 +120,10 @@ RULES: list[Rule] = [
     Rule("trainer.log_every_n_steps", pos_int, "an integer >= 1"),
     Rule("checkpoint.every_n_steps", optional(pos_int), "null or an integer >= 1"),
     Rule("hardware.ddp_timeout_s", positive, "a positive number of seconds"),
-    Rule("hardware.strategy", one_of("auto", "ddp"), "auto or ddp"),
+    Rule("hardware.strategy", one_of(*STRATEGIES), choices(STRATEGIES)),
+    Rule("logger.name", one_of(*LOGGERS), choices(LOGGERS)),
     Rule("hardware.backend", one_of(None, "gloo", "nccl", "mpi"), "null, gloo, nccl or mpi"),
-    # recipes (issue 6)
+    # recipes (docs/recipes.md)
     Rule("optimizer.scale_lr", one_of(None, "none", "linear"), "none or linear"),
     Rule("optimizer.reference_batch", pos_int, "an integer >= 1"),
     Rule("hardware.target_global_batch", optional(pos_int), "null or an integer >= 1"),
@@ -120,21 +131,10 @@ RULES: list[Rule] = [
     Rule("ema.every_n_steps", pos_int, "an integer >= 1"),
     Rule("conditional_warmup.enabled", one_of(True, False, "auto"), "true, false or auto"),
     Rule("schedule.gamma", positive, "a positive number"),
-    Rule("crops", one_of(1, 10, 12, 50, 144), "1, 10, 12, 50 or 144"),
+    Rule("crops", one_of(*CROP_CHOICES), choices(CROP_CHOICES)),
     Rule("topk", pos_int, "an integer >= 1"),
     Rule("eval.batch_size", pos_int, "an integer >= 1"),
 ]
-
-
-def _select(cfg: DictConfig, key: str) -> Any:
-    node: Any = cfg
-    for part in key.split("."):
-        if not isinstance(node, DictConfig) or part not in node:
-            return _MISSING
-        if OmegaConf.is_missing(node, part):
-            return _MISSING
-        node = node[part]
-    return node
 
 
 def _show(v: Any) -> str:
@@ -142,8 +142,8 @@ def _show(v: Any) -> str:
 
 
 def _model_minimum(cfg: DictConfig) -> str | None:
-    size = _select(cfg, "data.image_size")
-    name = _select(cfg, "model.name")
+    size = OmegaConf.select(cfg, "data.image_size", default=_MISSING)
+    name = OmegaConf.select(cfg, "model.name", default=_MISSING)
     if size is _MISSING or size is None or name is _MISSING or not pos_int(size):
         return None
     from cnnbench.models import model_info
@@ -158,7 +158,8 @@ def _model_minimum(cfg: DictConfig) -> str | None:
 
 
 def _backend_matches_accelerator(cfg: DictConfig) -> str | None:
-    backend, accelerator = _select(cfg, "hardware.backend"), _select(cfg, "trainer.accelerator")
+    backend = OmegaConf.select(cfg, "hardware.backend", default=_MISSING)
+    accelerator = OmegaConf.select(cfg, "trainer.accelerator", default=_MISSING)
     if backend == "nccl" and accelerator == "cpu":
         return "hardware.backend=nccl needs GPUs but trainer.accelerator=cpu; use hardware.backend=gloo"
     return None
@@ -171,7 +172,7 @@ def problems(cfg: DictConfig) -> list[str]:
     """Every rule the config breaks, one line each (empty: valid)."""
     found = []
     for rule in RULES:
-        value = _select(cfg, rule.key)
+        value = OmegaConf.select(cfg, rule.key, default=_MISSING)
         if value is _MISSING:
             continue
         if not rule.check(value):

@@ -118,14 +118,15 @@ def num_devices(trainer_cfg: DictConfig) -> int:
 def global_batch(cfg: DictConfig) -> int:
     """devices × nodes × batch × accumulation; with `hardware.target_global_batch`, the accumulation that
     reaches the paper's global batch on fewer devices (written to cfg.trainer.accumulate_grad_batches)."""
-    from cnnbench.training.optim import accumulation_for
+    from cnnbench.training.optim import accumulation_for, global_batch_size
 
-    per_step = int(cfg.data.batch_size) * num_devices(cfg.trainer) * int(cfg.trainer.get("num_nodes", 1))
+    devices, nodes = num_devices(cfg.trainer), int(cfg.trainer.get("num_nodes", 1))
     target_batch = cfg.hardware.get("target_global_batch")
     if target_batch:
         with open_dict(cfg):
-            cfg.trainer.accumulate_grad_batches = accumulation_for(target_batch, per_step)
-    return per_step * int(cfg.trainer.get("accumulate_grad_batches", 1))
+            cfg.trainer.accumulate_grad_batches = accumulation_for(target_batch,
+                                                                   int(cfg.data.batch_size) * devices * nodes)
+    return global_batch_size(int(cfg.data.batch_size), devices, nodes, int(cfg.trainer.get("accumulate_grad_batches", 1)))
 
 
 # -- trainer -----------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import CONF, compose_cfg
+
+from tests.helpers import CONF, compose_cfg
 
 GROUPS = ["model", "data", "optimizer", "schedule", "augmentation", "hardware", "logger"]
 

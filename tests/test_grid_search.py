@@ -7,8 +7,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import CONF, compose_cfg
 from hydra import compose, initialize_config_dir
+
+from tests.helpers import CONF, compose_cfg
 
 BASE = {"width_mult": 0.25, "depth_mult": 0.25, "resolution": 32}
 

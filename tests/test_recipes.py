@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import CONF, FAST, compose_cfg
 from lightning.pytorch.callbacks import Callback
+
+from tests.helpers import CONF, FAST, compose_cfg
 
 EXPERIMENTS = ["resnet_cifar", "plain_vs_resnet_cifar", "resnet_imagenet", "vgg_imagenet", "googlenet_ilsvrc14",
                "inception_v3_imagenet", "inception_v4_imagenet", "inception_resnet_v2_imagenet",
                "efficientnet_imagenet", "efficientnet_transfer"]  # issue 6, item 6
+CLAIM_EXPERIMENTS = ["claim_degradation", "claim_fmnist_base", "claim_inception_residual", "claim_compound_scaling",
+                     "claim_aux_classifiers", "claim_residual_scaling", "claim_highway_vs_resnet"]
 
 
 def _cfg(experiment, extra=()):
@@ -20,9 +23,9 @@ def test_all_issue_experiments_exist():
     assert all((CONF / "experiment" / f"{e}.yaml").is_file() for e in EXPERIMENTS)
 
 
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
+@pytest.mark.parametrize("experiment", EXPERIMENTS + CLAIM_EXPERIMENTS)
 def test_every_number_cites_its_source(experiment):
-    """Each line that sets a number carries a comment (paper section, gap or cnnbench)."""
+    """Each line that sets a number carries a comment (the paper's section, or that it is reduced and why)."""
     import re
 
     numeric = re.compile(r"^\[?[-+0-9.eE, ]*[0-9][-+0-9.eE, ]*\]?$")
@@ -32,7 +35,7 @@ def test_every_number_cites_its_source(experiment):
         if ":" in body and numeric.match(body.split(":", 1)[1].strip()):
             checked += 1
             assert "#" in line, f"{experiment}: uncommented number: {line.strip()}"
-    assert checked >= 3
+    assert checked >= (1 if experiment == "claim_residual_scaling" else 3)
 
 
 def test_resnet_cifar_numbers():

@@ -6,7 +6,8 @@ import json
 
 import pytest
 import torch
-from conftest import compose_cfg, train_tiny
+
+from tests.helpers import compose_cfg, train_tiny
 
 
 def _module(channels_last: bool, model: str = "resnet20"):

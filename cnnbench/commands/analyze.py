@@ -22,14 +22,13 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from cnnbench.errors import UserError
+from cnnbench.run import build_datamodule, checkpoint_paths, find_runs, resolve_paths
 from cnnbench.runtime import absolute, original_cwd, resolve_run_dir, write_json
 
 
 def _run_dirs(cfg: DictConfig) -> list[Path]:
-    from cnnbench.commands.report import find_runs
-
     pattern = cfg.get("runs")
-    if pattern in (None, "", "???"):
+    if pattern in (None, ""):  # cfg.get gives None for a missing (???) value
         return []
     pattern = str(pattern)
     runs = [r for r in find_runs(pattern if Path(pattern).is_absolute() else str(original_cwd() / pattern))
@@ -41,9 +40,7 @@ def _run_dirs(cfg: DictConfig) -> list[Path]:
 
 def _checkpoints(cfg: DictConfig) -> list[str]:
     """ckpt_path (one or a list) or, from runs=<glob>, each run's final weights (checkpoints/last.ckpt)."""
-    if cfg.get("ckpt_path") not in (None, "", "???"):
-        from cnnbench.commands.evaluate import checkpoint_paths
-
+    if cfg.get("ckpt_path") not in (None, ""):
         return checkpoint_paths(cfg.ckpt_path)
     runs = _run_dirs(cfg)
     if not runs:
@@ -64,7 +61,6 @@ def _layer_responses(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], li
 
     from cnnbench.analysis.layer_responses import layer_responses, plot_layer_responses
     from cnnbench.checkpoint import check_compatible, module_from_checkpoint
-    from cnnbench.data import ImageDataModule
     from cnnbench.evaluation.engine import pick_device
 
     device = pick_device(cfg)
@@ -72,16 +68,14 @@ def _layer_responses(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], li
     networks: dict[str, Any] = {}
     for path in _checkpoints(cfg):
         module, record = module_from_checkpoint(path)
-        data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
-        if data_cfg.get("root") not in (None, "???"):
-            data_cfg["root"] = absolute(str(data_cfg["root"]))
+        data_cfg = OmegaConf.to_container(resolve_paths(cfg).data, resolve=True)
         data_cfg["val_split"] = 0  # only the test split is read
         if data_cfg.get("image_size") is None:
             data_cfg["image_size"] = int(record["image_size"])
         name = str(record["model"]["name"])
-        dm = ImageDataModule(data_cfg, {"name": "none"}, name, seed=int(cfg.seed)).load()
+        dm = build_datamodule(cfg, data=data_cfg, augmentation={"name": "none"}, model_name=name)
         check_compatible(record, path, None, dm.num_classes)
-        loader = dm._loader(dm.test_split, train=False)
+        loader = dm.test_dataloader()
         with torch.inference_mode():
             res = layer_responses(module.model, loader, prepare=module.prepare, device=device,
                                   limit=int(limit) if limit is not None else None)

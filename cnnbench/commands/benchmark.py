@@ -17,7 +17,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from cnnbench.benchmarking import (
     PlainLoop,
@@ -31,6 +31,7 @@ from cnnbench.benchmarking import (
 )
 from cnnbench.data import ImageDataModule
 from cnnbench.errors import UserError
+from cnnbench.run import build_datamodule, build_module, build_trainer, model_config, resolve_paths
 from cnnbench.runtime import absolute, resolve_run_dir, write_json
 from cnnbench.training.module import ClassificationModule, Normalize, model_kwargs
 from cnnbench.training.optim import build_optimizer, scaled_lr
@@ -66,7 +67,7 @@ def _flops_per_image(cfg: DictConfig, dm: ImageDataModule) -> float:
     from cnnbench.models import create_model
     from cnnbench.profiling import count_macs
 
-    kwargs = model_kwargs(OmegaConf.to_container(cfg.model, resolve=True))
+    kwargs = model_kwargs(model_config(cfg))
     try:
         with torch.device("meta"):
             model = create_model(cfg.model.name, num_classes=dm.num_classes, in_chans=dm.in_chans, **kwargs)
@@ -95,28 +96,17 @@ class _Bench:
             torch.set_num_threads(int(b.threads))
         self.channels_last = bool(cfg.hardware.get("channels_last", False))
         L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-        self.dm = ImageDataModule(
-            OmegaConf.to_container(cfg.data, resolve=True), OmegaConf.to_container(cfg.augmentation, resolve=True),
-            cfg.model.name, seed=int(cfg.seed),
-            model_kwargs=model_kwargs(OmegaConf.to_container(cfg.model, resolve=True)),
-        ).load()
+        self.dm = build_datamodule(cfg)
         self.batch = int(cfg.data.batch_size)
         self.optimizer_cfg = OmegaConf.to_container(cfg.optimizer, resolve=True)
-        self.lr = scaled_lr(self.optimizer_cfg, self.batch)
+        self.lr = scaled_lr(self.optimizer_cfg, self.batch)  # one device, no accumulation: the batch is global
         self._module: ClassificationModule | None = None
 
     # -- the two sides -----------------------------------------------------------------------------
     @property
     def module(self) -> ClassificationModule:
         if self._module is None:
-            cfg, dm = self.cfg, self.dm
-            self._module = ClassificationModule(
-                model=OmegaConf.to_container(cfg.model, resolve=True), num_classes=dm.num_classes,
-                in_chans=dm.in_chans, normalization=dm.normalization, classes=dm.classes, image_size=dm.image_size,
-                crop_pct=dm.crop_pct, data_name=str(cfg.data.name), optimizer=self.optimizer_cfg,
-                schedule=OmegaConf.to_container(cfg.schedule, resolve=True),
-                loss=OmegaConf.to_container(cfg.loss, resolve=True), lr=self.lr, channels_last=self.channels_last,
-            )
+            self._module = build_module(self.cfg, self.dm, lr=self.lr)
         return self._module
 
     def plain(self, train: bool) -> PlainLoop:
@@ -125,7 +115,7 @@ class _Bench:
 
         cfg, dm, module = self.cfg, self.dm, self.module
         net = create_model(cfg.model.name, num_classes=dm.num_classes, in_chans=dm.in_chans,
-                           **model_kwargs(OmegaConf.to_container(cfg.model, resolve=True)))
+                           **model_kwargs(model_config(cfg)))
         net.load_state_dict(_unwrap(module.model).state_dict())
         if bool(cfg.model.get("compile", False)):
             net = torch.compile(net)
@@ -139,16 +129,10 @@ class _Bench:
                          self.device, self.precision, self.channels_last, make_optimizer if train else None)
 
     def trainer(self, callbacks: list, scratch: Path, **overrides) -> L.Trainer:
-        from cnnbench.commands.train import build_callbacks, build_loggers
-
-        kwargs: dict[str, Any] = OmegaConf.to_container(self.cfg.trainer, resolve=True)  # type: ignore[assignment]
-        kwargs.pop("strategy", None)
-        kwargs.update(accelerator="gpu" if self.device.type == "cuda" else "cpu", devices=1, num_nodes=1,
-                      num_sanity_val_steps=0, limit_val_batches=0, sync_batchnorm=False)
-        kwargs.update(overrides)
-        return L.Trainer(**kwargs, logger=build_loggers(self.cfg, scratch),
-                         callbacks=build_callbacks(self.cfg, scratch, True) + callbacks,
-                         default_root_dir=str(scratch), use_distributed_sampler=False, enable_model_summary=False)
+        """The train command's trainer (same loggers and callbacks), pinned to one device, no validation."""
+        return build_trainer(self.cfg, scratch, callbacks=callbacks, has_val=True, strategy="auto",
+                             accelerator="gpu" if self.device.type == "cuda" else "cpu", devices=1, num_nodes=1,
+                             num_sanity_val_steps=0, limit_val_batches=0, sync_batchnorm=False, **overrides)
 
     # -- modes -------------------------------------------------------------------------------------
     def _alternate(self, plain_side, cnnbench_side, factor: int) -> dict[str, Any]:
@@ -448,9 +432,7 @@ def _device_name(device: torch.device) -> str:
 def benchmark(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     run_dir = resolve_run_dir(run_dir)
     modes = _modes(OmegaConf.to_container(cfg.benchmark, resolve=True)["mode"])
-    with open_dict(cfg):
-        if cfg.data.get("root") not in (None, "???"):
-            cfg.data.root = absolute(cfg.data.root)
+    resolve_paths(cfg)
     bench = _Bench(cfg, run_dir)
     result = bench.run(modes)
     result["run_dir"] = str(run_dir)

@@ -8,46 +8,26 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 from torchmetrics.classification import MulticlassAccuracy
 
 from cnnbench.checkpoint import check_compatible
-from cnnbench.data import ImageDataModule
 from cnnbench.errors import UserError
-from cnnbench.evaluation.crops import CROP_CHOICES
 from cnnbench.evaluation.engine import (
     Scorer,
     SplitReader,
     ViewDataset,
-    attach_dense,
     check_ensemble,
     load_member,
     make_plan,
     pick_device,
+    plan_members,
     view_loader,
 )
 from cnnbench.evaluation.paper import paper_reference
 from cnnbench.models import model_info
-from cnnbench.runtime import absolute, resolve_run_dir, write_json
-
-ALL_CROPS = CROP_CHOICES
-
-
-def checkpoint_paths(value: Any) -> list[str]:
-    """`ckpt_path=a.ckpt` or `ckpt_path=[a.ckpt,b.ckpt]` → absolute paths."""
-    if value is None or value == "???":
-        raise UserError("ckpt_path is required: ckpt_path=path/to.ckpt or ckpt_path=[a.ckpt,b.ckpt] (an ensemble)")
-    items = list(value) if OmegaConf.is_list(value) or isinstance(value, (list, tuple)) else [value]
-    if not items:
-        raise UserError("ckpt_path=[] names no checkpoint")
-    return [absolute(str(p)) for p in items]
-
-
-def _crops(cfg: DictConfig) -> int:
-    crops = cfg.get("crops", 1)
-    if isinstance(crops, bool) or not isinstance(crops, int) or crops not in ALL_CROPS:
-        raise UserError(f"crops={crops!r}; valid choices: {', '.join(map(str, ALL_CROPS))}")
-    return crops
+from cnnbench.run import build_datamodule, checkpoint_paths, resolve_paths
+from cnnbench.runtime import resolve_run_dir, write_json
 
 
 def markdown_row(result: dict[str, Any]) -> tuple[str, str]:
@@ -65,10 +45,21 @@ def markdown_row(result: dict[str, Any]) -> tuple[str, str]:
     return header, row
 
 
+def _plans(members: list, ev: DictConfig, crops: int, forced_size: int | None, native_size: int | None) -> list:
+    """Each member's view plan (`m.plan` indexes the returned list; members with equal plans share one)."""
+    for m in members:
+        size = int(forced_size) if forced_size is not None else int(m.record["image_size"])
+        if size < model_info(m.name).min_input_size:
+            raise UserError(f"data.image_size={size} is below the minimum input size "
+                            f"{model_info(m.name).min_input_size} of model {m.name!r}")
+    return plan_members(members, lambda m: make_plan(ev, crops, m.record, int(forced_size or m.record["image_size"]),
+                                                     native_size))
+
+
 def evaluate(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
     start = time.time()
     run_dir = resolve_run_dir(run_dir)
-    crops = _crops(cfg)
+    crops = cfg.get("crops", 1)  # checked against CROP_CHOICES by make_plan
     paths = checkpoint_paths(cfg.get("ckpt_path"))
     split = cfg.get("split", "test")
     if split not in ("test", "val"):
@@ -77,32 +68,18 @@ def evaluate(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
     members = [load_member(p, str(ev.get("weights", "averaged"))) for p in paths]
     check_ensemble(members)
     first = members[0]
-    with open_dict(cfg):
-        if cfg.data.get("root") not in (None, "???"):
-            cfg.data.root = absolute(cfg.data.root)
-        forced_size = cfg.data.get("image_size")
-        if forced_size is None:
+    resolve_paths(cfg)
+    forced_size = cfg.data.get("image_size")
+    if forced_size is None:
+        with open_dict(cfg):
             cfg.data.image_size = first.record["image_size"]
-    dm = ImageDataModule(OmegaConf.to_container(cfg.data, resolve=True), {"name": "none"},
-                         first.name, seed=int(cfg.seed)).load()
+    dm = build_datamodule(cfg, augmentation={"name": "none"}, model_name=first.name)
     for m in members:
         check_compatible(m.record, m.path, None, dm.num_classes)
     data = dm.test_split if split == "test" else dm.val_split
     if data is None:
         raise UserError("split=val but data.val_split is 0")
-
-    plans, keys = [], {}
-    for m in members:
-        size = int(forced_size) if forced_size is not None else int(m.record["image_size"])
-        if size < model_info(m.name).min_input_size:
-            raise UserError(f"data.image_size={size} is below the minimum input size "
-                            f"{model_info(m.name).min_input_size} of model {m.name!r}")
-        plan = make_plan(ev, crops, m.record, size, dm.native_size)
-        attach_dense(m, plan)
-        if plan not in keys:
-            keys[plan] = len(plans)
-            plans.append(plan)
-        m.plan = keys[plan]
+    plans = _plans(members, ev, crops, forced_size, dm.native_size)
 
     device = pick_device(cfg)
     scorer = Scorer(members, plans, aggregate=str(ev.get("aggregate", "softmax_mean")),
@@ -153,13 +130,18 @@ def evaluate(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
                             len(members))
     if paper is not None:
         result["paper"] = paper
+    _write_and_print(result, run_dir, k)
+    return result
+
+
+def _write_and_print(result: dict[str, Any], run_dir, k: int) -> None:
+    """eval.json, eval.md (the papers' table row) and the one-line summary."""
     header, row = markdown_row(result)
     result["markdown"] = row
     write_json(run_dir / "eval.json", result)
     (run_dir / "eval.md").write_text(header + "\n" + row + "\n")
-    print(f"cnnbench eval: {name} on {result['data']}/{split} ({result['n_images']} images, crops={crops}, "
-          f"mode={result['mode']}, {views} views/image) — acc1 {a1:.4f}, acc{k} {ak:.4f} → {run_dir / 'eval.json'}",
-          flush=True)
+    print(f"cnnbench eval: {result['model']} on {result['data']}/{result['split']} ({result['n_images']} images, "
+          f"crops={result['crops']}, mode={result['mode']}, {result['views_per_image']} views/image) — "
+          f"acc1 {result['acc1']:.4f}, acc{k} {result[f'acc{k}']:.4f} → {run_dir / 'eval.json'}", flush=True)
     print(header + "\n" + row, flush=True)
-    return result
 

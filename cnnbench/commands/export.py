@@ -79,7 +79,7 @@ def export(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
     fmt = str(cfg.get("format", "onnx"))
     if fmt not in FORMATS:
         raise UserError(f"format={fmt!r}; valid choices: {', '.join(FORMATS)}")
-    if cfg.get("ckpt_path") in (None, "???"):
+    if cfg.get("ckpt_path") is None:  # absent, null or missing (???)
         raise UserError("ckpt_path is required: cnnbench export ckpt_path=path/to.ckpt format=onnx")
     ckpt = absolute(str(cfg.ckpt_path))
     member = load_member(ckpt, str(cfg.get("weights", "averaged")))

@@ -11,19 +11,19 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from cnnbench.commands.evaluate import _crops, checkpoint_paths
 from cnnbench.errors import UserError
 from cnnbench.evaluation.engine import (
     FileReader,
     Scorer,
     ViewDataset,
-    attach_dense,
     check_ensemble,
     load_member,
     make_plan,
     pick_device,
+    plan_members,
     view_loader,
 )
+from cnnbench.run import checkpoint_paths
 from cnnbench.runtime import absolute, resolve_run_dir
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -40,25 +40,22 @@ def _images(target: Path) -> list[Path]:
     raise UserError(f"image not found: {target} (give an image file or a folder of images)")
 
 
+def _plan(cfg: DictConfig, crops: int, rec: dict[str, Any]):
+    # stored images of fixed-size datasets were resized, not cropped (crop_pct 1): a plain resize
+    native = -1 if rec.get("crop_pct", 1.0) >= 1.0 else None
+    gray = bool(rec["normalization"].get("mean")) and len(rec["normalization"]["mean"]) == 1
+    return make_plan(cfg.eval, crops, rec, int(rec["image_size"]), native, gray=gray)
+
+
 def predict(cfg: DictConfig, run_dir=None) -> list[dict[str, Any]]:
-    if cfg.get("image") in (None, "???"):
+    if cfg.get("image") is None:  # absent, null or missing (???)
         raise UserError("image is required: image=path/to.jpg or image=path/to/folder")
     target = Path(absolute(str(cfg.image)))
     files = _images(target)
-    crops = _crops(cfg)
+    crops = cfg.get("crops", 1)  # checked against CROP_CHOICES by make_plan
     members = [load_member(p, str(cfg.eval.get("weights", "averaged"))) for p in checkpoint_paths(cfg.ckpt_path)]
     check_ensemble(members)
-    plans, keys = [], {}
-    for m in members:
-        rec = m.record
-        # stored images of fixed-size datasets were resized, not cropped (crop_pct 1): a plain resize
-        native = -1 if rec.get("crop_pct", 1.0) >= 1.0 else None
-        gray = bool(rec["normalization"].get("mean")) and len(rec["normalization"]["mean"]) == 1
-        plan = make_plan(cfg.eval, crops, rec, int(rec["image_size"]), native, gray=gray)
-        attach_dense(m, plan)
-        m.plan = keys.setdefault(plan, len(keys))
-        if m.plan == len(plans):
-            plans.append(plan)
+    plans = plan_members(members, lambda m: _plan(cfg, crops, m.record))
     device = pick_device(cfg)
     scorer = Scorer(members, plans, aggregate=str(cfg.eval.get("aggregate", "softmax_mean")),
                     crop_batch=int(cfg.eval.get("crop_batch", 256)), device=device)

@@ -8,7 +8,6 @@ or a `metrics.csv` is one run. Written to the run dir: `report.md` (the table, t
 from __future__ import annotations
 
 import csv
-import glob
 import json
 import math
 import os
@@ -18,22 +17,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 from cnnbench.errors import UserError
+from cnnbench.run import RUN_MARKERS, find_runs
 from cnnbench.runtime import original_cwd, resolve_run_dir, write_json
-
-MARKERS = ("results.json", "eval.json", "metrics.csv")
-
-
-def find_runs(pattern: str) -> list[Path]:
-    """Run directories matched by `pattern` (a glob; `**` allowed), or found below matched folders."""
-    found: set[Path] = set()
-    for match in glob.glob(pattern, recursive=True):
-        p = Path(match)
-        if p.is_file() and p.name in MARKERS:
-            found.add(p.parent.resolve())
-        elif p.is_dir():
-            for marker in MARKERS:
-                found.update(f.parent.resolve() for f in p.rglob(marker))
-    return sorted(found)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -203,7 +188,7 @@ def plot_paper(rows: list[dict[str, Any]], path: Path) -> bool:
 
 def report(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
     pattern = cfg.get("runs")
-    if pattern in (None, "???", ""):
+    if pattern in (None, ""):  # cfg.get gives None for a missing (???) value
         raise UserError("runs is required: cnnbench report runs='multirun/train/2026-01-01/*' (a glob)")
     pattern = str(pattern)
     absolute_pattern = pattern if Path(pattern).is_absolute() else str(original_cwd() / pattern)
@@ -211,7 +196,7 @@ def report(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
     run_dir = resolve_run_dir(run_dir)
     runs = [r for r in runs if r != run_dir.resolve()]
     if not runs:
-        raise UserError(f"runs={pattern!r} matched no run directory (one holding {', '.join(MARKERS)})")
+        raise UserError(f"runs={pattern!r} matched no run directory (one holding {', '.join(RUN_MARKERS)})")
     common = Path(os.path.commonpath([str(r) for r in runs]))
     root = common.parent if len(runs) == 1 or common in runs else common  # short, distinct labels
     rows = [collect(r, root) for r in runs]

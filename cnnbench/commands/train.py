@@ -73,9 +73,7 @@ def _ddp_relaunch_context(cfg_task: str, run_dir: Path):
 
 def _resolve_resume(cfg: DictConfig, run_dir: Path) -> str | None:
     ckpt = cfg.get("ckpt_path")
-    resume = cfg.get("resume")
-    if resume not in (None, "auto"):
-        raise UserError(f"resume={resume!r}; valid choices: auto (or leave unset)")
+    resume = cfg.get("resume")  # null or auto (cnnbench.config_schema)
     if ckpt:
         return absolute(str(ckpt))
     if resume == "auto":  # the newest loadable checkpoint of the run dir (also SLURM's hpc_ckpt_*.ckpt)

@@ -31,6 +31,8 @@ class ImageSizeError(UserError, ValueError):
     pass
 
 
+ON_BAD_IMAGE = ("skip", "error")  # data.on_bad_image (checked by cnnbench.config_schema)
+MEAN_MODES = ("channel", "pixel")  # data.mean_mode (checked by cnnbench.config_schema)
 PIXEL_MEAN_FILES = 10_000  # files averaged for a file-backed mean image (data.mean_mode=pixel)
 
 
@@ -145,9 +147,7 @@ def _count(value: float | int | None, n: int) -> int:
         return 0
     if isinstance(value, float) and 0 <= value < 1:
         return int(round(value * n))
-    if value < 0:
-        raise ConfigError(f"data.val_split={value} must be >= 0 (a fraction < 1 or a count)")
-    return int(value)
+    return int(value)  # a negative value is refused by cnnbench.config_schema
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -202,8 +202,6 @@ class ImageDataModule(L.LightningDataModule):
         """Scan file-backed splits before training (data.on_bad_image): `error` names the first bad
         file, `skip` drops every bad file and records it in `skipped_images`."""
         mode = self.cfg.get("on_bad_image", "error")
-        if mode not in ("skip", "error"):
-            raise ConfigError(f"data.on_bad_image={mode!r}; valid choices: skip, error")
         for name in ("train", "test"):
             split = getattr(source, name)
             if split.images is not None:
@@ -226,10 +224,8 @@ class ImageDataModule(L.LightningDataModule):
             raise BadImageError("every training image was bad and skipped")
 
     def _limit(self, split: Split, limit: int | None, stream: int) -> Split:
-        if limit is None or limit >= len(split):
+        if limit is None or limit >= len(split):  # limits below 1 are refused by cnnbench.config_schema
             return split
-        if limit <= 0:
-            raise ConfigError(f"data limits must be positive counts, got {limit}")
         pick = np.sort(np.random.default_rng([self.seed, stream]).permutation(len(split))[:limit])
         return split.subset(pick)
 
@@ -249,8 +245,6 @@ class ImageDataModule(L.LightningDataModule):
 
     def _normalization(self) -> dict[str, Any]:
         mode = self.cfg.mean_mode
-        if mode not in ("channel", "pixel"):
-            raise ConfigError(f"data.mean_mode={mode!r}; valid choices: channel, pixel")
         split = self.train_split
         if split.images is None:  # file-backed: the model's own statistics, or a mean image from the files
             if mode == "pixel":
@@ -315,22 +309,6 @@ class ImageDataModule(L.LightningDataModule):
     @property
     def in_chans(self) -> int:
         return int(self.cfg.in_chans)
-
-    @property
-    def source_channels(self) -> int:
-        assert self._source is not None
-        return self._source.channels
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.cfg.name,
-            "classes": self.classes,
-            "image_size": self.image_size,
-            "in_chans": self.in_chans,
-            "n_train": len(self.train_split),
-            "n_val": len(self.val_split) if self.val_split is not None else 0,
-            "n_test": len(self.test_split),
-        }
 
     # -- Lightning hooks ---------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:

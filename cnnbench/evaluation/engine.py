@@ -220,6 +220,21 @@ def make_plan(cfg_eval: Any, crops: int, record: dict[str, Any], image_size: int
     return plan
 
 
+def plan_members(members: Sequence[Member], plan_of) -> list[ViewPlan]:
+    """The distinct view plans of an ensemble: `plan_of(member)` builds a member's plan, dense parts are
+    attached, and `member.plan` becomes the index of its plan in the returned list (equal plans shared)."""
+    plans: list[ViewPlan] = []
+    keys: dict[ViewPlan, int] = {}
+    for m in members:
+        plan = plan_of(m)
+        attach_dense(m, plan)
+        if plan not in keys:
+            keys[plan] = len(plans)
+            plans.append(plan)
+        m.plan = keys[plan]
+    return plans
+
+
 def attach_dense(member: Member, plan: ViewPlan) -> None:
     """Whole-image parts of VGG-style networks (fixed FC layers) run their fully-convolutional form."""
     if "whole" not in plan.parts():

@@ -6,7 +6,6 @@ weights. The data module, evaluation and `cnnbench profile` read it; nothing kee
 """
 from __future__ import annotations
 
-import dataclasses
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,9 +43,6 @@ class ModelInfo:
     reference_source: str = ""  # where params / MACs / accuracies come from
     aux_weights: tuple[float, ...] = ()  # loss weights of auxiliary heads, in output order
     default_kwargs: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
@@ -109,9 +105,7 @@ def create_model(name: str, num_classes: int = 1000, in_chans: int = 3, **kwargs
                 f"unknown option(s) {', '.join(bad)} for model {name!r}; "
                 f"valid options: {', '.join(valid) or '(none)'}"
             )
-    model = builder(num_classes=num_classes, in_chans=in_chans, **kwargs)
-    model.cnnbench_name = name  # type: ignore[attr-defined]
-    return model
+    return builder(num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
 def main_logits(output: Any) -> torch.Tensor:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from cnnbench.errors import RunStopped, UserError
+from cnnbench.errors import RunStopped
 
 log = logging.getLogger("cnnbench")
 
@@ -147,9 +147,9 @@ class NonFiniteLoss(Callback):
     to None, which every torch optimizer skips — no momentum or weight-decay step either) and the
     batch-norm running statistics of that forward pass are rolled back."""
 
+    MODES = ("stop", "skip")  # loss.on_nonfinite (checked by cnnbench.config_schema)
+
     def __init__(self, mode: str = "stop") -> None:
-        if mode not in ("stop", "skip"):
-            raise UserError(f"loss.on_nonfinite={mode!r}; valid choices: stop, skip")
         self.mode = mode
         self.skipped: list[int] = []
         self._bad = False

@@ -88,10 +88,7 @@ def build_recipe_callbacks(cfg) -> list:
         node = cfg.get(key)
         return OmegaConf.to_container(node, resolve=True) if node is not None else None
 
-    try:
-        callbacks = build_averaging(plain("ema"))
-    except ValueError as e:
-        raise UserError(str(e)) from None
+    callbacks = build_averaging(plain("ema"))  # a bad ema.* value raises ConfigError (exit 2)
     warm = plain("conditional_warmup")
     if warmup_applies(warm, str(cfg.model.name)):
         callbacks.append(ConditionalWarmup(lr_factor=float(warm.get("lr_factor", 0.1)),

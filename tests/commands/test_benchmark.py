@@ -5,9 +5,9 @@ import json
 
 import pytest
 import torch
-from conftest import FAST, compose_cfg
 
 from cnnbench.errors import UserError
+from tests.helpers import FAST, compose_cfg
 
 TINY = FAST + ["data=digits", "augmentation=none", "data.batch_size=16", "benchmark.warmup=1", "benchmark.steps=3",
                "benchmark.rounds=2", "benchmark.matmul_size=256"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import compose_cfg
 
 from cnnbench.errors import UserError
+from tests.helpers import compose_cfg
 
 
 def test_eval_matches_training_test_accuracy(tmp_path, tiny_checkpoint):

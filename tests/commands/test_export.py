@@ -5,9 +5,9 @@ import json
 
 import pytest
 import torch
-from conftest import compose_cfg
 
 from cnnbench.errors import UserError
+from tests.helpers import compose_cfg
 
 
 def _reference(ckpt, x):

@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import compose_cfg
 
 from cnnbench.errors import UserError
+from tests.helpers import compose_cfg
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

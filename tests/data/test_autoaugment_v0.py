@@ -7,11 +7,11 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-from conftest import CONF
 from omegaconf import OmegaConf
 
 from cnnbench.data.autoaugment_v0 import POLICY_V0, AutoAugmentV0, apply_op, apply_v0, level_to_arg
 from cnnbench.data.transforms import train_transform
+from tests.helpers import CONF
 
 IMG = (np.random.default_rng(1).random((32, 32, 3)) * 255).astype(np.uint8)
 

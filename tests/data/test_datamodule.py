@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import compose_cfg
 from omegaconf import OmegaConf
 
 from cnnbench.data import DatasetNotFoundError, ImageDataModule, ImageSizeError
+from tests.helpers import compose_cfg
 
 
 def make_dm(overrides, model="resnet20", seed=0):

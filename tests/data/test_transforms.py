@@ -5,10 +5,10 @@ import random
 
 import numpy as np
 import pytest
-from conftest import CONF
 from omegaconf import OmegaConf
 
 from cnnbench.data.transforms import AUGMENTATIONS, train_transform
+from tests.helpers import CONF
 
 IMG = (np.random.default_rng(0).random((40, 52, 3)) * 255).astype(np.uint8)
 

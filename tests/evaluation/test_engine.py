@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import compose_cfg
 from omegaconf import OmegaConf
 
 from cnnbench.errors import UserError
@@ -21,6 +20,7 @@ from cnnbench.evaluation.engine import (
     make_plan,
     view_loader,
 )
+from tests.helpers import compose_cfg
 
 DIGITS = ["data=digits", "data.num_workers=0", "data.persistent_workers=false", "hardware=cpu",
           "eval.progress=false", "data.limit_test=30"]

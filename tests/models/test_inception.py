@@ -5,13 +5,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import meta, stage_shapes
 from omegaconf import OmegaConf
 from torch import nn
 
 from cnnbench.models import create_model, list_models, model_info
 from cnnbench.models._inception_parts import parse_scaling, round_width
 from cnnbench.profiling import count_macs, count_params
+from tests.helpers import meta, stage_shapes
 
 ROOT = Path(__file__).resolve().parents[2]
 FAMILY = ["googlenet", "inception_v3", "inception_v4", "inception_resnet_v1", "inception_resnet_v2",

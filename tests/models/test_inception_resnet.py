@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import meta, stage_shapes
 from torch import nn
 
 from cnnbench.models import create_model, model_info
 from cnnbench.models.inception_resnet import InceptionResidual
 from cnnbench.profiling import count_macs, count_params
+from tests.helpers import meta, stage_shapes
 
 NAMES = ["inception_resnet_v1", "inception_resnet_v2", "inception_resnet_v2_tfslim"]
 TARGETS = {  # params at 1000 classes, MACs at 299² (inception.md B.7)

@@ -5,13 +5,13 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import FAST, compose_cfg
 from PIL import Image
 
 from cnnbench.cli import run_guarded
 from cnnbench.data.datamodule import ImageDataModule, load_image_file
 from cnnbench.data.sources import BadImageError, check_image
 from cnnbench.errors import one_line
+from tests.helpers import FAST, compose_cfg
 
 BAD = {"empty.jpg": "empty file", "truncated.jpg": "truncated", "notes.jpg": "not an image"}
 

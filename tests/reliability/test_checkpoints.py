@@ -7,7 +7,6 @@ import time
 
 import pytest
 import torch
-from conftest import FAST, compose_cfg
 
 from cnnbench.checkpoint import (
     AtomicCheckpointIO,
@@ -16,6 +15,7 @@ from cnnbench.checkpoint import (
     load_checkpoint,
     newest_loadable_checkpoint,
 )
+from tests.helpers import FAST, compose_cfg
 
 
 def _state(value: float) -> dict:

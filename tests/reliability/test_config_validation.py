@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 
 import pytest
-from conftest import FAST, compose_cfg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -12,6 +11,7 @@ from cnnbench.cli import run_guarded
 from cnnbench.config_schema import problems, validate
 from cnnbench.errors import UserError
 from cnnbench.models import model_info
+from tests.helpers import FAST, compose_cfg
 
 PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

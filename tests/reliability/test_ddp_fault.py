@@ -6,7 +6,8 @@ import json
 import time
 
 import pytest
-from reliability_helpers import cli
+
+from tests.reliability.reliability_helpers import cli
 
 pytestmark = [pytest.mark.ddp, pytest.mark.slow]
 

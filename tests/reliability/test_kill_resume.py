@@ -5,9 +5,9 @@ import signal
 
 import pytest
 import torch
-from reliability_helpers import CLI_FAST, cli, results
 
 from cnnbench.checkpoint import load_checkpoint
+from tests.reliability.reliability_helpers import CLI_FAST, cli, results
 
 # 12 training batches per epoch; a step checkpoint every 4 steps → the kill at step 5 lands mid-epoch 0
 # (after the step-4 checkpoint) and the resume replays batches 5… of epoch 0.

@@ -9,12 +9,12 @@ from collections import namedtuple
 import lightning as L
 import pytest
 import torch
-from conftest import FAST, compose_cfg
 
 from cnnbench.checkpoint import load_checkpoint
 from cnnbench.commands.train import train
 from cnnbench.errors import UserError
 from cnnbench.training.callbacks import NonFiniteLossError
+from tests.helpers import FAST, compose_cfg
 
 RUN = FAST + ["data=synthetic", "data.limit_train=96", "data.batch_size=16", "trainer.max_epochs=2",
               "schedule=cosine", "checkpoint.every_n_steps=2", "data.val_split=16"]

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import FAST, compose_cfg
 from lightning.pytorch.callbacks import Callback
 
 from cnnbench.training.averaging import EMA, EMADecay, build_averaging
+from tests.helpers import FAST, compose_cfg
 
 
 def test_ema_decay_warmup_follows_num_updates():

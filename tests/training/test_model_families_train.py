@@ -3,9 +3,9 @@ width/resolution (the issues' "through the training function" checks); aux heads
 from __future__ import annotations
 
 import pytest
-from conftest import FAST, compose_cfg
 
 from cnnbench.commands.train import train
+from tests.helpers import FAST, compose_cfg
 
 TINY = FAST + ["data=synthetic", "data.num_train=24", "data.val_split=8", "data.num_test=8", "data.batch_size=8",
                "trainer.max_epochs=1", "augmentation=none"]

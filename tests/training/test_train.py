@@ -6,10 +6,10 @@ import json
 import lightning as L
 import pytest
 import torch
-from conftest import FAST, compose_cfg, train_tiny
 
 from cnnbench.checkpoint import CheckpointError, load_checkpoint
 from cnnbench.commands.train import train
+from tests.helpers import FAST, compose_cfg, train_tiny
 
 RESULT_KEYS = {"model", "data", "test/acc1", "test/acc5", "val/acc1", "epochs", "wall_s", "checkpoint", "run_dir",
                "lr_base", "lr_scaled", "skipped_images"}
