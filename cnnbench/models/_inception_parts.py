@@ -24,29 +24,23 @@ from torch import nn
 
 from cnnbench.errors import ConfigError
 from cnnbench.models.layers import ConvBNAct, he_init
+from cnnbench.models.scaling import resolve_scaling, round_filters
 
-# BN ε of the TF reference implementations (Inception-v4 paper spec B.1 / Inception-v3).
+# BN ε of the TF reference implementations (TF-slim Inception-v3 / v4).
 INCEPTION_BN_EPS = 1e-3
 
 
 # ----------------------------------------------------------------------------- width scaling
 def round_width(channels: int, width_mult: float = 1.0, divisor: int = 8) -> int:
-    """`channels · width_mult` rounded to the nearest multiple of `divisor` (at least `divisor`),
-    bumped up one step if rounding lost more than 10 %. `width_mult == 1` returns `channels` as is."""
-    if width_mult == 1.0:
-        return channels
-    target = channels * width_mult
-    rounded = max(divisor, int(target + divisor / 2) // divisor * divisor)
-    if rounded < 0.9 * target:
-        rounded += divisor
-    return rounded
+    """`round_filters` (multiples of `divisor`, never losing more than 10 %), except that `width_mult == 1`
+    keeps the paper's channel counts as they are (some are not multiples of 8)."""
+    return channels if width_mult == 1.0 else round_filters(channels, width_mult, divisor)
 
 
 def parse_scaling(scaling: Mapping[str, Any] | None) -> float:
-    """The width multiplier held by a model's `scaling` option (None → 1.0).
-
-    Only `width_mult` is meaningful for the Inception family; other keys are refused rather
-    than silently ignored."""
+    """The width multiplier held by a model's `scaling` option (None → 1.0), read by the one scaling
+    parser (`resolve_scaling`). Only `width_mult` is meaningful for the Inception family; other keys are
+    refused rather than silently ignored."""
     if scaling is None:
         return 1.0
     if not isinstance(scaling, Mapping):
@@ -57,11 +51,7 @@ def parse_scaling(scaling: Mapping[str, Any] | None) -> float:
             f"unsupported scaling key(s) {', '.join(map(str, extra))} for the Inception family; "
             "only width_mult is supported"
         )
-    wm = scaling.get("width_mult")
-    width_mult = 1.0 if wm is None else float(wm)
-    if not width_mult > 0:
-        raise ConfigError(f"scaling.width_mult must be > 0, got {width_mult}")
-    return width_mult
+    return resolve_scaling(scaling).width_mult
 
 
 # ----------------------------------------------------------------------------- block vocabulary

@@ -3,10 +3,10 @@
 B0 is Table 1 of the paper: a 3×3 stem, seven stages of mobile inverted bottlenecks (MBConv1 /
 MBConv6 with squeeze-and-excitation) and a 1×1 conv + pooling + FC head. B1–B7 scale it with the
 compound method of §3.3 (`cnnbench.models.scaling`), using the published per-model coefficients
-(width, depth, resolution, dropout) of the reference implementation — spec §1.5 — which are not
+(width, depth, resolution, dropout) of the reference implementation, which are not
 exactly α^φ, β^φ, γ^φ. A `scaling` option with `phi` builds the pure compound-scaled network instead.
 
-Details the paper leaves out come from its reference implementation (spec §1.2–1.3):
+Details the paper leaves out come from its reference implementation:
 - MBConv: 1×1 expand (absent at ratio 1) → k×k depthwise → SE → 1×1 linear projection. The SE
   bottleneck is 0.25 × the block's *input* channels (not the expanded ones), SiLU inside, sigmoid gate.
 - Identity skip only for stride 1 and equal in/out channels; on those blocks stochastic depth drops
@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torchvision.ops import SqueezeExcitation, StochasticDepth
 
 from cnnbench.errors import ConfigError
 from cnnbench.models.layers import ConvBNAct
@@ -50,10 +51,10 @@ B0_BLOCKS: tuple[tuple[int, str, int, int, int, int], ...] = (
     (8, "MBConv6", 3, 1, 320, 1),
 )
 
-# Published coefficients (spec §1.5, reference implementation): width, depth, native resolution,
+# Published coefficients (reference implementation): width, depth, native resolution,
 # dropout before the FC; eval crop fraction res/(res+32); Table 2 params/accuracy; exact params at
 # 1000 classes and multiply-adds at the native resolution (analytic counts of this architecture,
-# spec §1.5 — Table 2 rounds them to 5.3M/0.39B … 66M/37B).
+# Table 2 rounds them to 5.3M/0.39B … 66M/37B).
 EFFICIENTNET_VARIANTS: dict[str, dict[str, Any]] = {
     "b0": dict(width=1.0, depth=1.0, res=224, dropout=0.2, crop=0.875, params=5_288_548, macs=0.388e9, top1=0.771, top5=0.933),
     "b1": dict(width=1.0, depth=1.1, res=240, dropout=0.2, crop=0.882, params=7_794_184, macs=0.691e9, top1=0.791, top5=0.944),
@@ -75,49 +76,46 @@ def preset(variant: str) -> dict[str, Any]:
 # --- regularisers / attention (could move to layers.py if another family needs them) --------------
 
 
-class DropPath(nn.Module):
-    """Stochastic depth (Huang et al. 2016) on a residual branch: in training, zero the branch for
-    each sample with probability `rate` and scale survivors by 1/(1−rate); identity in eval."""
+class DropPath(StochasticDepth):
+    """Stochastic depth (Huang et al. 2016) on a residual branch: torchvision's `StochasticDepth` in "row"
+    mode — in training each sample's branch is zeroed with probability `rate`, survivors scaled by
+    1/(1−rate); identity in eval. Only the rate check (< 1: a branch that is always dropped is a bug) is ours."""
 
     def __init__(self, rate: float = 0.0) -> None:
-        super().__init__()
         if not 0.0 <= rate < 1.0:
             raise ConfigError(f"drop-path rate must be in [0, 1), got {rate}")
-        self.rate = rate
+        super().__init__(rate, "row")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.rate == 0.0:
-            return x
-        keep = 1.0 - self.rate
-        mask = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device) < keep
-        return x * mask.to(x.dtype) / keep
-
-    def extra_repr(self) -> str:
-        return f"rate={self.rate:.4f}"
+    @property
+    def rate(self) -> float:
+        return self.p
 
 
-class SqueezeExcite(nn.Module):
-    """Squeeze-and-excitation (Hu et al. 2018): global average pool → 1×1 conv to `reduced` → act →
-    1×1 conv back to `channels` → sigmoid, which rescales the input channel-wise."""
+class SqueezeExcite(SqueezeExcitation):
+    """Squeeze-and-excitation (Hu et al. 2018): torchvision's `SqueezeExcitation` (global average pool →
+    1×1 conv to `reduced` → act → 1×1 conv back → sigmoid gate), SiLU inside as in EfficientNet.
+
+    Checkpoints written before it was used name the two convs `reduce` / `expand`; they load unchanged
+    (the keys are mapped to torchvision's `fc1` / `fc2`)."""
+
+    OLD_KEYS = {"reduce.": "fc1.", "expand.": "fc2."}
 
     def __init__(self, channels: int, reduced: int, act: type[nn.Module] = nn.SiLU) -> None:
-        super().__init__()
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.reduce = nn.Conv2d(channels, reduced, 1, bias=True)
-        self.act = act()
-        self.expand = nn.Conv2d(reduced, channels, 1, bias=True)
-        self.gate = nn.Sigmoid()
+        super().__init__(channels, reduced, activation=act)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.gate(self.expand(self.act(self.reduce(self.pool(x)))))
-        return x * s
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        for old, new in self.OLD_KEYS.items():
+            for suffix in ("weight", "bias"):
+                if prefix + old + suffix in state_dict:
+                    state_dict[prefix + new + suffix] = state_dict.pop(prefix + old + suffix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 # --- the network ------------------------------------------------------------------------------------
 
 
 class MBConv(nn.Module):
-    """Mobile inverted bottleneck with SE (spec §1.2)."""
+    """Mobile inverted bottleneck with SE (Table 1; the block of the reference implementation)."""
 
     def __init__(
         self,
@@ -249,13 +247,12 @@ def _register(variant: str) -> None:
         paper_top1=v["top1"],
         paper_top5=v["top5"],
         reference_source=(
-            "params: exact count of the reference-implementation architecture (spec §1.5; Table 2 rounds "
-            "it); MACs: analytic count at the native resolution incl. SE (spec §1.5; Table 2 rounds it, "
+            "params: exact count of the reference-implementation architecture (Table 2 rounds "
+            "it); MACs: analytic count at the native resolution incl. SE (Table 2 rounds it, "
             "and its B4/B5 figures 4.2B/9.9B are ~5% below any analytic count); top-1/top-5: Table 2; "
             "resolution, width/depth coefficients, dropout and crop_pct = res/(res+32): reference "
-            "implementation (spec §1.5)"
+            "implementation"
         ),
-        default_kwargs={"drop_path_rate": 0.2, "dropout": v["dropout"], "scaling": None},
     )
 
     @register_model(info)

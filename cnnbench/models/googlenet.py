@@ -189,12 +189,11 @@ class GoogLeNet(nn.Module):
     paper_top1=None,
     paper_top5=1 - 0.1007,
     reference_source=(
-        "params/MACs: exact count of Table 1's filter columns (spec inception.md A.6; the printed params/ops "
+        "params/MACs: exact count of Table 1's filter columns (the printed params/ops "
         "columns are internally inconsistent: conv1, 4c, 5a); 13,378,280 params with both aux heads. "
         "top-5: Table 3, 1 model 1 crop, 10.07% val error; the paper gives no top-1"
     ),
     aux_weights=AUX_WEIGHTS,
-    default_kwargs={"aux_logits": True, "lrn": True, "batch_norm": False},
 ))
 def build(num_classes: int = 1000, in_chans: int = 3, aux_logits: bool = True, lrn: bool = True,
           batch_norm: bool = False, aux_weights: Sequence[float] = AUX_WEIGHTS,

@@ -1,6 +1,6 @@
 """Highway networks — Srivastava, Greff & Schmidhuber, "Highway Networks" (arXiv:1505.00387) and
 "Training Very Deep Networks" (NIPS 2015), as presented in the CNN lecture (part II, "Highway
-Networks"; resnet_lecture.md §2.10).
+Networks").
 
 A highway layer computes
 
@@ -201,7 +201,6 @@ class HighwayConvNet(nn.Module):
         reference_source="no reference numbers: the lecture gives the equations and the layer code only; "
         "the flattened input size is in_chans × input_size² (MNIST-like 28×28 by default; other image "
         "sizes are adaptively average-pooled to input_size² first)",
-        default_kwargs={"input_size": 28, "depth": 10, "width": 50, "carry_bias": -1.0},
     )
 )
 def build_highway_mlp(
@@ -229,7 +228,6 @@ def build_highway_mlp(
         reference_source="no exact reference: this is a CIFAR-ResNet-style layout with highway layers, not "
         "Srivastava et al.'s network; the ResNet paper's Table 6 lists Highway-19 (2.3M params) at 7.54% "
         "and Highway-32 (1.25M) at 8.80% CIFAR-10 test error for comparison",
-        default_kwargs={"depth": 19, "width": 32, "carry_bias": -2.0, "batch_norm": True},
     )
 )
 def build_highway_conv(

@@ -1,8 +1,8 @@
 """Inception-v3 and Inception-v4, written as block tables (see `_inception_parts` for the vocabulary).
 
 Inception-v3 — Szegedy et al., "Rethinking the Inception Architecture for Computer Vision"
-(CVPR 2016). The paper's Table 1 is internally inconsistent (a known erratum, resnet_lecture.md
-§2.5 / Part 3 #27); this is the layer list the spec adopts, the one of the released TF-slim
+(CVPR 2016). The paper's Table 1 is internally inconsistent (a known erratum); this is the
+layer list cnnbench adopts, the one of the released TF-slim
 network: a 7-layer stem to 35×35×192, three 35×35 modules (Fig. 5, keeping a 5×5 branch),
 a grid reduction to 17×17×768, four factorized-7×7 modules (Fig. 6, n = 7), a grid reduction to
 8×8×1280, two expanded-filter-bank modules (Fig. 7) to 8×8×2048, global pool, dropout, FC.
@@ -15,13 +15,13 @@ Residual Connections on Learning" (AAAI 2017), Figs. 3–9: stem (Fig. 3) → 35
 17×17×1024, 7 × Inception-B (Fig. 5), Reduction-B (Fig. 8) → 8×8×1536, 3 × Inception-C (Fig. 6),
 average pooling, dropout (keep 0.8), FC. No auxiliary head (the paper describes none).
 Figures are missing from the seed text; widths, kernel orientations and branch orders follow
-the spec (inception.md B.2), which checked them against the TF-slim release.
+the TF-slim release.
 
 Why there is no `inception_v2`: in the Rethinking paper "Inception-v2" is the network of its
 Table 1, and the only implementable reading of that table is the one above (the table itself
 does not add up); the paper's ablation then turns v2 into v3 mainly by *training* changes
 (RMSProp, label smoothing, BN in the aux head) plus a "factorized 7×7" whose layer-level form is
-not given in the spec. No architecture distinct from `inception_v3` can be defined without
+not given in the paper. No architecture distinct from `inception_v3` can be defined without
 guessing, and elsewhere (TF-slim) "Inception v2" names BN-Inception, a third network. So the
 registry leaves the name out rather than publish a guess.
 """
@@ -194,13 +194,12 @@ class InceptionNet(nn.Module):
     paper_top1=1 - 0.212,
     paper_top5=1 - 0.056,
     reference_source=(
-        "params: exact count of the spec's layer list (resnet_lecture.md §2.5; issue 4), aux head off "
-        "(27,161,264 with it); MACs: ≈5.7 G reference figure (inception.md B.7; the paper's abstract says "
+        "params: exact count of the layer list above, aux head off "
+        "(27,161,264 with it); MACs: ≈5.7 G, the TF-slim figure (the paper's abstract says "
         "'5 billion multiply-adds'); top-1/top-5: 21.2% / 5.6% single-crop error (paper abstract; "
         "Inception-v4 paper Table 2, non-blacklisted val)"
     ),
     aux_weights=V3_AUX_WEIGHTS,
-    default_kwargs={"aux_logits": True},
 ))
 def build_inception_v3(num_classes: int = 1000, in_chans: int = 3, aux_logits: bool = True,
                        aux_weights: Sequence[float] = V3_AUX_WEIGHTS,
@@ -285,7 +284,7 @@ INCEPTION_V4: tuple[tuple[str, Block], ...] = (
     paper_top1=1 - 0.200,
     paper_top5=1 - 0.050,
     reference_source=(
-        "params/MACs: exact count of Figs. 3-9 (inception.md B.7, matches the TF-slim release); "
+        "params/MACs: exact count of Figs. 3-9 (matches the TF-slim release); "
         "top-1/top-5: Table 2, 20.0% / 5.0% single-crop error on the non-blacklisted val subset"
     ),
 ))

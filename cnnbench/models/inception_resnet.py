@@ -13,7 +13,7 @@ never after the addition (§3.2).
 - `inception_resnet_v2` (Fig. 15 with Figs. 3, 16, 7, 17, 18, 19): the Inception-v4 stem → 35×35×384,
   5 × A, Reduction-A (256, 256, 384, 384) → 17×17×1152, 10 × B, Reduction-B → 8×8×2144, 5 × C.
   The figures' up-projection widths "1154" (Fig. 17) and "2048" (Fig. 19) cannot be added to the
-  trunk; the up-projection is always as wide as the block input (1152, 2144) — spec B.11 #7.
+  trunk; the up-projection is always as wide as the block input (1152, 2144).
 - `inception_resnet_v2_tfslim`: the released network behind the widely quoted checkpoint
   (spec B.5 table): v1-style stem + max-pool to 35×35×192, a "Mixed_5b" Inception block → 320,
   10 × A (→ 320), Reduction-A → 1088, 20 × B, Reduction-B → 2080, 9 × C + one final C with scale
@@ -21,7 +21,7 @@ never after the addition (§3.2).
 
 `residual_scale`: one number for every block, or a mapping {A: …, B: …, C: …} (missing keys keep
 their default). The paper gives only the range; the defaults are TF-slim's 0.17 / 0.10 / 0.20,
-which the spec (B.6) adopts for all three networks.
+used here for all three networks.
 """
 from __future__ import annotations
 
@@ -247,10 +247,9 @@ _SCALE_DOC = "residual_scale defaults A 0.17 / B 0.10 / C 0.20 are TF-slim's (th
     paper_top1=1 - 0.213,
     paper_top5=1 - 0.055,
     reference_source=(
-        "params/MACs: exact count of the paper's figures, 5/10/5 blocks (inception.md B.7); "
+        "params/MACs: exact count of the paper's figures, 5/10/5 blocks; "
         f"top-1/top-5: Table 2, 21.3% / 5.5% single-crop error, non-blacklisted val; {_SCALE_DOC}"
     ),
-    default_kwargs={"residual_scale": dict(DEFAULT_RESIDUAL_SCALE)},
     **_COMMON,
 ))
 def build_inception_resnet_v1(num_classes: int = 1000, in_chans: int = 3,
@@ -269,11 +268,10 @@ def build_inception_resnet_v1(num_classes: int = 1000, in_chans: int = 3,
     paper_top5=1 - 0.049,
     reference_source=(
         "params/MACs: exact count of the paper's figures, 5/10/5 blocks, up-projections as wide as the trunk "
-        "(1152 / 2144; the figures print 1154 / 2048) (inception.md B.7); top-1/top-5: Table 2, 19.9% / 4.9% "
+        "(1152 / 2144; the figures print 1154 / 2048); top-1/top-5: Table 2, 19.9% / 4.9% "
         f"single-crop error, non-blacklisted val (possibly measured on a network closer to the TF-slim one, "
-        f"spec B.7); {_SCALE_DOC}"
+        f"as counted here); {_SCALE_DOC}"
     ),
-    default_kwargs={"residual_scale": dict(DEFAULT_RESIDUAL_SCALE)},
     **_COMMON,
 ))
 def build_inception_resnet_v2(num_classes: int = 1000, in_chans: int = 3,
@@ -291,11 +289,10 @@ def build_inception_resnet_v2(num_classes: int = 1000, in_chans: int = 3,
     paper_top1=0.804,
     paper_top5=0.953,
     reference_source=(
-        "params/MACs: exact count of the released layer list, no aux head (inception.md B.5/B.7); "
-        "top-1/top-5: released checkpoint, single centre crop, full val (inception.md B.10, not in the paper); "
+        "params/MACs: exact count of the released layer list, no aux head (TF-slim); "
+        "top-1/top-5: released checkpoint, single centre crop, full val (TF-slim's published figure, not in the paper); "
         "residual scales 0.17 / 0.10 / 0.20, last C block 1.0 without ReLU, as released"
     ),
-    default_kwargs={"residual_scale": dict(DEFAULT_RESIDUAL_SCALE)},
     **_COMMON,
 ))
 def build_inception_resnet_v2_tfslim(num_classes: int = 1000, in_chans: int = 3,

@@ -1,11 +1,16 @@
 """Pieces shared by several model families."""
 from __future__ import annotations
 
+from functools import partial
+
 from torch import nn
+from torchvision.ops import Conv2dNormActivation
 
 
-class ConvBNAct(nn.Sequential):
-    """conv → BatchNorm → activation (BN after every conv, before the nonlinearity; Ioffe & Szegedy 2015)."""
+class ConvBNAct(Conv2dNormActivation):
+    """conv → BatchNorm → activation (BN after every conv, before the nonlinearity; Ioffe & Szegedy 2015):
+    torchvision's `Conv2dNormActivation` (same modules and state-dict keys 0/1/2), with a bias-free conv,
+    BatchNorm's eps/momentum as arguments and the padding k//2 per side of the kernel."""
 
     def __init__(
         self,
@@ -22,13 +27,10 @@ class ConvBNAct(nn.Sequential):
         if padding is None:
             k = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
             padding = (k[0] // 2, k[1] // 2)
-        layers: list[nn.Module] = [
-            nn.Conv2d(in_ch, out_ch, kernel_size, stride, padding, groups=groups, bias=False),
-            nn.BatchNorm2d(out_ch, eps=bn_eps, momentum=bn_momentum),
-        ]
-        if act is not None:
-            layers.append(act(inplace=True) if act in (nn.ReLU, nn.SiLU, nn.ReLU6) else act())
-        super().__init__(*layers)
+        inplace = act in (nn.ReLU, nn.SiLU, nn.ReLU6)  # activations without an `inplace` argument get none
+        super().__init__(in_ch, out_ch, kernel_size, stride, padding, groups=groups,
+                         norm_layer=partial(nn.BatchNorm2d, eps=bn_eps, momentum=bn_momentum),
+                         activation_layer=act, inplace=inplace if inplace else None, bias=False)
 
 
 def he_init(module: nn.Module) -> None:

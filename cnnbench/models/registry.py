@@ -6,6 +6,8 @@ weights. The data module, evaluation and `cnnbench profile` read it; nothing kee
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,11 +44,18 @@ class ModelInfo:
     paper_top5: float | None = None
     reference_source: str = ""  # where params / MACs / accuracies come from
     aux_weights: tuple[float, ...] = ()  # loss weights of auxiliary heads, in output order
+    # the builder's keyword defaults (its signature is the one place they are written), set by register_model
     default_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 _INFOS: dict[str, ModelInfo] = {}
+
+
+def builder_defaults(builder: Callable[..., nn.Module]) -> dict[str, Any]:
+    """The keyword defaults of a builder's signature (num_classes and in_chans aside), copied."""
+    return {k: copy.deepcopy(p.default) for k, p in inspect.signature(builder).parameters.items()
+            if k not in ("num_classes", "in_chans") and p.default is not inspect.Parameter.empty}
 
 
 def register_model(info: ModelInfo) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
@@ -56,7 +65,7 @@ def register_model(info: ModelInfo) -> Callable[[Callable[..., nn.Module]], Call
         if info.name in _BUILDERS:
             raise ValueError(f"model {info.name!r} registered twice")
         _BUILDERS[info.name] = builder
-        _INFOS[info.name] = info
+        _INFOS[info.name] = dataclasses.replace(info, default_kwargs=builder_defaults(builder))
         return builder
 
     return decorator
@@ -89,6 +98,12 @@ def model_info(name: str) -> ModelInfo:
     """The record of a registered model (see `ModelInfo`)."""
     _check_name(name)
     return _INFOS[name]
+
+
+def builder_of(name: str) -> Callable[..., nn.Module]:
+    """The registered builder function of `name` (`cnnbench profile --list` prints where each is defined)."""
+    _check_name(name)
+    return _BUILDERS[name]
 
 
 def create_model(name: str, num_classes: int = 1000, in_chans: int = 3, **kwargs: Any) -> nn.Module:

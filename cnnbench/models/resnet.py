@@ -32,12 +32,13 @@ from torch import nn
 from cnnbench.errors import ConfigError
 from cnnbench.models.layers import ConvBNAct, he_init
 from cnnbench.models.registry import ModelInfo, register_model
+from cnnbench.models.scaling import resolve_scaling, round_filters, round_repeats
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
 # §4.2: depth 6n+2 for n in {3, 5, 7, 9, 18, 200}; exact params at 10 classes (incl. BN) and
-# multiply-adds at 32×32 (resnet_lecture.md §1.6; the paper's Table 6 rounds them).
+# multiply-adds at 32×32 (counted from §4.2's layers; the paper's Table 6 rounds them).
 CIFAR_DEPTHS = {
     20: (3, 269_722, 40.6e6, 1 - 0.0875),
     32: (5, 464_154, 68.9e6, 1 - 0.0751),
@@ -62,26 +63,6 @@ class ShortcutA(nn.Module):
         if self.extra > 0:
             x = F.pad(x, (0, 0, 0, 0, 0, self.extra))
         return x
-
-
-class CifarBasicBlock(nn.Module):
-    """conv3×3-BN-ReLU-conv3×3-BN, + shortcut, ReLU (Fig. 2). `residual=False` gives the plain pair."""
-
-    def __init__(self, in_ch: int, out_ch: int, stride: int, residual: bool = True) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_ch)
-        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_ch)
-        self.relu = nn.ReLU(inplace=True)
-        self.shortcut = ShortcutA(in_ch, out_ch, stride) if residual else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.shortcut is not None:
-            out = out + self.shortcut(x)
-        return self.relu(out)
 
 
 class CifarResNet(nn.Module):
@@ -167,7 +148,7 @@ IMAGENET_TABLE1 = {
 
 # Reference numbers of the registered defaults (18/34: option A, 50+: option B, stride in the
 # first 1×1). Params: exact count at 1000 classes (convs without bias, BN γ/β, FC with bias;
-# resnet_lecture.md §1.3). Top-1/top-5: 10-crop ImageNet val, Table 2 (18/34 A, plain) and
+# counted from Table 1). Top-1/top-5: 10-crop ImageNet val, Table 2 (18/34 A, plain) and
 # Table 3 (34 A, 50/101/152 B).
 IMAGENET_REFERENCE = {
     # name: (params, top1 error %, top5 error %)
@@ -226,6 +207,27 @@ def basic_block(
     )
 
 
+class CifarBasicBlock(ResidualBlock):
+    """The CIFAR block (§4.2, Fig. 2): `basic_block` (conv3×3-BN-ReLU-conv3×3-BN) + an option-A shortcut,
+    then ReLU. `residual=False` gives the plain pair.
+
+    Checkpoints written before this block was a `ResidualBlock` name its layers conv1/bn1/conv2/bn2;
+    they load unchanged (the keys are mapped to branch.0.0/branch.0.1/branch.1.0/branch.1.1)."""
+
+    OLD_KEYS = {"conv1.": "branch.0.0.", "bn1.": "branch.0.1.", "conv2.": "branch.1.0.", "bn2.": "branch.1.1."}
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int, residual: bool = True) -> None:
+        super().__init__(basic_block(in_ch, out_ch, out_ch, stride), ShortcutA(in_ch, out_ch, stride) if residual else None)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            rest = key[len(prefix):]
+            old = next((o for o in self.OLD_KEYS if rest.startswith(o)), None)
+            if old is not None:
+                state_dict[prefix + self.OLD_KEYS[old] + rest[len(old):]] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
 def bottleneck_block(
     in_ch: int, width: int, out_ch: int, stride: int, stride_in_1x1: bool = True
 ) -> nn.Sequential:
@@ -274,9 +276,6 @@ class ImageNetResNet(nn.Module):
         out_widths = [w * expansion for w in widths]
         self.scaling = None
         if scaling is not None:
-            # Imported here so this module loads even where scaling.py is absent.
-            from cnnbench.models.scaling import resolve_scaling, round_filters, round_repeats
-
             if not isinstance(scaling, dict):  # e.g. an OmegaConf DictConfig from the YAML
                 scaling = dict(scaling)
             self.scaling = s = resolve_scaling(scaling)
@@ -328,15 +327,11 @@ def _register_imagenet(depth: int, residual: bool) -> None:
     block_kind, _, table_macs = IMAGENET_TABLE1[depth]
     name = f"{'resnet' if residual else 'plain'}{depth}"
     params, top1_err, top5_err = IMAGENET_REFERENCE[name]
-    default_shortcut = "A" if block_kind == "basic" else "B"
     if residual and block_kind == "bottleneck":
-        defaults = {"shortcut": default_shortcut, "stride_in_1x1": True, "scaling": None}
         option_text = "option B, stride on the first 1×1"
     elif residual:
-        defaults = {"shortcut": default_shortcut, "scaling": None}
         option_text = "option A"
     else:
-        defaults = {"scaling": None}
         option_text = "no shortcuts"
     source = (
         f"params: exact count of Table 1's {depth}-layer column ({option_text}; convs without bias, "
@@ -357,7 +352,6 @@ def _register_imagenet(depth: int, residual: bool) -> None:
         paper_top1=round(1 - top1_err / 100, 4),
         paper_top5=round(1 - top5_err / 100, 4) if top5_err is not None else None,
         reference_source=source,
-        default_kwargs=defaults,
     )
 
     if not residual:

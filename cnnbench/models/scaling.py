@@ -6,7 +6,7 @@ Eq. 3 of the paper scales a baseline network by one coefficient φ:
 
 so FLOPs grow by about 2^φ. The small grid search of step 1 found α = 1.2, β = 1.1, γ = 1.15 for
 EfficientNet-B0. B1–B7 were not built with one exact φ: their published coefficients are a
-hand-rounded lookup table (spec §1.5), which a family passes here as `preset`.
+hand-rounded lookup table (the reference implementation's per-model coefficients), which a family passes here as `preset`.
 
 A model's `scaling` option is a mapping with these keys (a missing key or a `None` value means
 "not given", so a config may list every key with `null`):

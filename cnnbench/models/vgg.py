@@ -236,7 +236,6 @@ def _register(name: str) -> None:
                 else "no accuracy recorded"
             )
         ),
-        default_kwargs={"batch_norm": False, "dropout": DROPOUT, "init": "glorot"},
     )
 
     @register_model(info)

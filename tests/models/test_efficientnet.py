@@ -22,7 +22,7 @@ from cnnbench.profiling import count_macs, count_params
 NAMES = [f"efficientnet_b{i}" for i in range(8)]
 CONF = Path(__file__).resolve().parents[2] / "conf" / "model"
 
-# Issue 5 / spec §1.5: exact params at 1000 classes, analytic MACs at native resolution.
+# Exact params at 1000 classes, analytic MACs at native resolution.
 PARAMS = dict(zip(NAMES, [5_288_548, 7_794_184, 9_109_994, 12_233_232, 19_341_616, 30_389_784, 43_040_704, 66_347_960], strict=True))
 MACS = dict(zip(NAMES, [0.388e9, 0.691e9, 0.999e9, 1.836e9, 4.413e9, 10.307e9, 19.137e9, 37.869e9], strict=True))
 RES = dict(zip(NAMES, [224, 240, 260, 300, 380, 456, 528, 600], strict=True))
@@ -100,13 +100,26 @@ def test_se_width_from_block_input(name):
     blocks = meta_model(name).mbconv_blocks()
     for b in blocks:
         expanded = b.depthwise[0].out_channels
-        assert b.se.reduce.in_channels == expanded == b.se.expand.out_channels
-        assert b.se.reduce.out_channels == max(1, int(b.in_ch * 0.25))
-        assert isinstance(b.se.act, nn.SiLU) and isinstance(b.se.gate, nn.Sigmoid)
-        assert b.se.reduce.bias is not None
+        assert b.se.fc1.in_channels == expanded == b.se.fc2.out_channels
+        assert b.se.fc1.out_channels == max(1, int(b.in_ch * 0.25))
+        assert isinstance(b.se.activation, nn.SiLU) and isinstance(b.se.scale_activation, nn.Sigmoid)
+        assert b.se.fc1.bias is not None
     if name == "efficientnet_b0":
         # first MBConv6 block: 16 in → 96 expanded, SE to 4 (not 96/4 = 24)
-        assert blocks[1].se.reduce.out_channels == 4 and blocks[1].se.reduce.in_channels == 96
+        assert blocks[1].se.fc1.out_channels == 4 and blocks[1].se.fc1.in_channels == 96
+
+
+def test_checkpoints_with_the_old_se_keys_load():
+    """The SE convs were `reduce` / `expand` before torchvision's SqueezeExcitation (`fc1` / `fc2`): such
+    state dicts still load, to the same outputs."""
+    torch.manual_seed(0)
+    m = create_model("efficientnet_b0", num_classes=10).eval()
+    old = {k.replace(".se.fc1.", ".se.reduce.").replace(".se.fc2.", ".se.expand."): v for k, v in m.state_dict().items()}
+    assert any(".se.reduce." in k for k in old)
+    loaded = create_model("efficientnet_b0", num_classes=10)
+    loaded.load_state_dict(old)
+    x = torch.randn(1, 3, 64, 64)
+    assert torch.equal(loaded.eval()(x), m(x))
 
 
 def test_bn_and_activations():
@@ -198,13 +211,13 @@ def test_init():
 
 
 def test_phi_on_b0_matches_b2_and_overrides_preset():
-    # φ = 1 gives B2's widths/repeats (spec §1.5) at 258 instead of 260
+    # φ = 1 gives B2's widths/repeats at 258 instead of 260
     for name in ("efficientnet_b0", "efficientnet_b5"):
         m = meta_model(name, scaling={"phi": 1})
         assert count_params(m) == PARAMS["efficientnet_b2"]
         assert m.input_size == 258
     m = meta_model("efficientnet_b0", scaling={"phi": 2})
-    assert count_params(m) == 12_255_408  # spec §1.5 pure-φ table: 12.26M, 26 blocks
+    assert count_params(m) == 12_255_408  # pure-φ network: 12.26M, 26 blocks
     assert len(m.mbconv_blocks()) == 26 and m.input_size == 296
 
 

@@ -63,7 +63,7 @@ def test_inception_v2_left_out():
 
 
 # ------------------------------------------------------------------ Inception-v3
-V3_SHAPES = {  # resnet_lecture.md §2.5 implementable list, at 299²
+V3_SHAPES = {  # the TF-slim layer list (Table 1 does not add up), at 299²
     "stem": (192, 35, 35), "mixed_5b": (256, 35, 35), "mixed_5c": (288, 35, 35), "mixed_5d": (288, 35, 35),
     "mixed_6a": (768, 17, 17), "mixed_6b": (768, 17, 17), "mixed_6c": (768, 17, 17), "mixed_6d": (768, 17, 17),
     "mixed_6e": (768, 17, 17), "mixed_7a": (1280, 8, 8), "mixed_7b": (2048, 8, 8), "mixed_7c": (2048, 8, 8),

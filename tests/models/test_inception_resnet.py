@@ -11,7 +11,7 @@ from cnnbench.profiling import count_macs, count_params
 from tests.helpers import meta, stage_shapes
 
 NAMES = ["inception_resnet_v1", "inception_resnet_v2", "inception_resnet_v2_tfslim"]
-TARGETS = {  # params at 1000 classes, MACs at 299² (inception.md B.7)
+TARGETS = {  # params at 1000 classes, MACs at 299² (counted from the paper's figures)
     "inception_resnet_v1": (22_756_328, 6.21e9),
     "inception_resnet_v2": (32_433_928, 9.26e9),
     "inception_resnet_v2_tfslim": (55_843_464, 13.16e9),

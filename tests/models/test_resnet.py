@@ -23,11 +23,11 @@ from cnnbench.profiling import count_macs, count_params
 CONF = Path(__file__).resolve().parents[2] / "conf" / "model"
 
 # ---------------------------------------------------------------------------------------------
-# CIFAR (§4.2): exact params at 10 classes (spec §1.6; Table 6 rounds them), plain nets equal.
+# CIFAR (§4.2): exact params at 10 classes (Table 6 rounds them), plain nets equal.
 CIFAR_PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962, 1202: 19_421_274}
 CIFAR_MACS = {20: 40.6e6, 32: 68.9e6, 44: 97.2e6, 56: 125.5e6, 110: 252.9e6}
 
-# ImageNet (issue 3 / spec §1.3): exact params at 1000 classes per shortcut option.
+# ImageNet (§3.3, Table 1): exact params at 1000 classes per shortcut option.
 PARAMS_A = {18: 11_515_688, 34: 21_623_848, 50: 22_780_456}
 PARAMS_B = {18: 11_689_512, 34: 21_797_672, 50: 25_557_032, 101: 44_549_160, 152: 60_192_808}
 PARAMS_C = {18: 12_043_816, 34: 22_716_840, 50: 40_128_552}
@@ -386,3 +386,24 @@ def test_yaml_exists_and_keys_accepted(name):
         # scaling is a mapping of null keys in the YAML (so `model.scaling.phi=1` works), None in the record
         assert all(v is None for v in kwargs.pop("scaling").values())
         assert kwargs == {k: v for k, v in model_info(name).default_kwargs.items() if k != "scaling"}
+
+
+def test_cifar_checkpoints_with_the_old_block_keys_load():
+    """The CIFAR block named its layers conv1/bn1/conv2/bn2 before it was a ResidualBlock: such state dicts
+    still load, to the same outputs."""
+    from cnnbench.models.resnet import CifarBasicBlock
+
+    torch.manual_seed(0)
+    m = create_model("resnet20", num_classes=10).eval()
+    new_to_old = {new: old for old, new in CifarBasicBlock.OLD_KEYS.items()}
+    old = {}
+    for key, value in m.state_dict().items():
+        head, dot, rest = key.partition(".")  # layers.<i>.<rest>
+        index, _, rest = rest.partition(".")
+        prefix = next((p for p in new_to_old if rest.startswith(p)), None) if head == "layers" else None
+        old[f"{head}.{index}.{new_to_old[prefix]}{rest[len(prefix):]}" if prefix else key] = value
+    assert "layers.0.conv1.weight" in old and "layers.0.bn2.running_var" in old
+    loaded = create_model("resnet20", num_classes=10)
+    loaded.load_state_dict(old)
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(loaded.eval()(x), m(x))

@@ -21,7 +21,7 @@ B3_PRESET = {"width_mult": 1.2, "depth_mult": 1.4, "resolution": 300}
 
 def test_default_bases_are_the_papers_grid_search_result():
     assert (ALPHA, BETA, GAMMA) == (1.2, 1.1, 1.15)
-    # α·β²·γ² ≈ 2 (the search constraint); 1.920 for the chosen triple (spec §1.4)
+    # α·β²·γ² ≈ 2 (the search constraint); 1.920 for the chosen triple (§3.3)
     assert ALPHA * BETA**2 * GAMMA**2 == pytest.approx(1.92027, abs=1e-4)
 
 
@@ -42,7 +42,7 @@ def test_phi_derives_depth_width_resolution(phi):
 
 
 def test_phi_input_sizes_match_spec_table():
-    # spec §1.5 "pure-φ models": resolution = round(224·1.15^φ)
+    # pure-φ models: resolution = round(224·1.15^φ)
     assert [resolve_scaling({"phi": p}).input_size(224) for p in range(1, 8)] == [258, 296, 341, 392, 451, 518, 596]
 
 

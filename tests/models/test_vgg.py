@@ -16,7 +16,7 @@ from cnnbench.profiling import count_macs, count_params
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "model"
 NAMES = ["vgg11", "vgg11_lrn", "vgg13", "vgg16_c", "vgg16", "vgg19"]
-# Issue 3 / spec §2.2: exact params at 1000 classes (Table 2: 133, 133, 133, 134, 138, 144 M).
+# Exact params at 1000 classes (Table 2: 133, 133, 133, 134, 138, 144 M).
 PARAMS = dict(
     zip(NAMES, [132_863_336, 132_863_336, 133_047_848, 133_638_952, 138_357_544, 143_667_240], strict=True)
 )
