@@ -156,6 +156,11 @@ def main(argv: list[str] | None = None) -> None:
     if command not in COMMANDS:
         print(f"cnnbench: unknown command {command!r}; valid commands: {', '.join(COMMANDS)}", file=sys.stderr)
         sys.exit(2)
+    if command == "profile" and "--list" in args[1:]:  # every registered model and where its builder is
+        from cnnbench.commands.profile import model_listing
+
+        print(model_listing())
+        sys.exit(0)
     if command == "analyze" and len(args) > 1 and "=" not in args[1] and not args[1].startswith("-"):
         args = [command, f"analysis={args[1]}", *args[2:]]  # `cnnbench analyze <name>` ≡ analysis=<name>
     import cnnbench.runtime  # noqa: F401  (resolvers used by the configs)

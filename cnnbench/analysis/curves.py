@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cnnbench.analysis.degradation import moving_average, summarize_run
+from cnnbench.analysis.degradation import plot_error_curves, save_figure, summarize_run
 
 IGNORED_OVERRIDES = ("experiment=", "hydra.", "run_name=", "trainer.enable_progress_bar=")
 
@@ -68,20 +68,9 @@ def plot_curves(rows: list[dict[str, Any]], path: Path, title: str, smooth: int 
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     for i, r in enumerate(sorted(rows, key=lambda r: r["label"])):
-        colour = plt.cm.tab10(i % 10)
-        its, errs = zip(*r["curves"]["train"], strict=True)
-        ax.plot(its, [100 * e for e in moving_average(list(errs), smooth)], color=colour, linewidth=0.8,
-                alpha=0.8, label=f"{r['label']} train")
-        if r["curves"]["val"]:
-            its, errs = zip(*r["curves"]["val"], strict=True)
-            ax.plot(its, [100 * e for e in errs], color=colour, linewidth=2.4, marker="o", markersize=3,
-                    label=f"{r['label']} held-out")
+        plot_error_curves(ax, r["curves"], plt.cm.tab10(i % 10), r["label"], smooth, train_alpha=0.8)
     ax.set(title=title, xlabel="iterations", ylabel="error (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, [ax], path, legend_size=7)
 
 
 def variant_of(run: Path) -> str | None:
@@ -140,8 +129,4 @@ def plot_scaling(rows: list[dict[str, Any]], path: Path, title: str) -> None:
                 marker=markers.get(method, "x"), linewidth=2.4 if method == "compound" else 1.4,
                 label=f"scale {method}" if method != "compound" else "compound scaling")
     ax.set(title=title, xlabel="MACs per image (millions)", ylabel="test top-1 accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, [ax], path, legend_size=8)

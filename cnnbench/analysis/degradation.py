@@ -42,6 +42,29 @@ def read_curves(metrics_csv: Path) -> dict[str, list[tuple[int, float]]]:
     return {"train": sorted(train), "val": sorted(val)}
 
 
+def plot_error_curves(ax, curves: dict[str, list], colour, label: str, smooth: int, train_alpha: float) -> None:
+    """One run on `ax`: training error (thin, moving average over `smooth` points) and held-out error (bold)."""
+    its, errs = zip(*curves["train"], strict=True)
+    ax.plot(its, [100 * e for e in moving_average(list(errs), smooth)], color=colour, linewidth=0.8,
+            alpha=train_alpha, label=f"{label} train")
+    if curves["val"]:
+        its, errs = zip(*curves["val"], strict=True)
+        ax.plot(its, [100 * e for e in errs], color=colour, linewidth=2.4, marker="o", markersize=3,
+                label=f"{label} held-out")
+
+
+def save_figure(fig, axes, path: Path, legend_size: int) -> None:
+    """Grid and legend on each of `axes`, then the PNG at `path` (110 dpi), figure closed."""
+    import matplotlib.pyplot as plt
+
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=legend_size)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def moving_average(values: list[float], window: int) -> list[float]:
     """Trailing mean over up to `window` points (the first points average what exists so far)."""
     out, acc = [], 0.0
@@ -122,18 +145,7 @@ def plot_degradation(rows: list[dict[str, Any]], path: Path, smooth: int = 5) ->
     colours = {d: plt.cm.viridis(i / max(1, len(depths) - 1) * 0.85) for i, d in enumerate(depths)}
     for ax, family in zip(axes[0], families, strict=True):
         for r in sorted((r for r in rows if r["family"] == family), key=lambda r: r["depth"]):
-            colour = colours[r["depth"]]
-            its, errs = zip(*r["curves"]["train"], strict=True)
-            ax.plot(its, [100 * e for e in moving_average(list(errs), smooth)], color=colour, linewidth=0.8,
-                    alpha=0.9, label=f"{r['model']} train")
-            if r["curves"]["val"]:
-                its, errs = zip(*r["curves"]["val"], strict=True)
-                ax.plot(its, [100 * e for e in errs], color=colour, linewidth=2.4, marker="o", markersize=3,
-                        label=f"{r['model']} held-out")
+            plot_error_curves(ax, r["curves"], colours[r["depth"]], r["model"], smooth, train_alpha=0.9)
         ax.set(title=f"{family} nets", xlabel="iterations", ylabel="error (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
     fig.suptitle("thin: training error (batch, moving avg.) · bold: held-out error", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, axes[0], path, legend_size=8)

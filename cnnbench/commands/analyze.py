@@ -130,8 +130,7 @@ def _curves(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], list[Path]]
     rows = summarize_curves(_required_runs(cfg, "curves"))
     if not rows:
         raise UserError(f"runs={cfg.runs!r}: no run logged train/err in metrics.csv (train with this cnnbench)")
-    name = str(cfg.get("name") or "curves")
-    png_path, json_path = run_dir / f"{name}.png", run_dir / f"{name}.json"
+    name, png_path, json_path = _outputs(cfg, run_dir, "curves")
     plot_curves(rows, png_path, title=str(cfg.get("title") or "error vs iterations"), smooth=int(cfg.get("smooth", 5)))
     write_json(json_path, {"analysis": "curves", "name": name, "runs": rows})
     for r in sorted(rows, key=lambda r: r["label"]):
@@ -148,8 +147,7 @@ def _scaling(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], list[Path]
     rows = summarize_scaling(_required_runs(cfg, "scaling"))
     if not rows:
         raise UserError(f"runs={cfg.runs!r}: no run of a `claim.variant=…` sweep with results.json")
-    name = str(cfg.get("name") or "scaling")
-    png_path, json_path = run_dir / f"{name}.png", run_dir / f"{name}.json"
+    _, png_path, json_path = _outputs(cfg, run_dir, "scaling")
     plot_scaling(rows, png_path, title=str(cfg.get("title") or "accuracy vs MACs (cf. Tan & Le Fig. 8)"))
     write_json(json_path, {"analysis": "scaling", "paper": "Tan & Le 2019 §3.2-3.3, Fig. 3 and Fig. 8",
                            "runs": rows})
@@ -157,6 +155,12 @@ def _scaling(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], list[Path]
         print(f"cnnbench analyze: {r['variant']:<16} {r['macs'] / 1e6:8.2f} M MACs {r['params'] / 1e6:6.3f} M params"
               f"  test acc1 {100 * r['test_acc1']:.2f}%", flush=True)
     return {"runs": rows}, [json_path, png_path]
+
+
+def _outputs(cfg: DictConfig, run_dir: Path, default: str) -> tuple[str, Path, Path]:
+    """`name=` (or the analysis' own name) and the PNG and JSON it names in the run dir."""
+    name = str(cfg.get("name") or default)
+    return name, run_dir / f"{name}.png", run_dir / f"{name}.json"
 
 
 def _required_runs(cfg: DictConfig, name: str) -> list[Path]:

@@ -149,10 +149,13 @@ class _Bench:
             acc.end_round()
         return self._result(acc, factor=factor)
 
+    def _setup(self, stage: str) -> tuple[int, _Clock, PlainLoop | None]:
+        """Steps per side (warm-up + measured), the clock of cnnbench's side and the plain loop (if asked)."""
+        plain = self.plain(train=stage == "train") if self.cfg.benchmark.plain_loop else None
+        return self.warmup + self.steps, _Clock(self.device, stage, self.impl), plain
+
     def run_train(self) -> dict[str, Any]:
-        n = self.warmup + self.steps
-        clock = _Clock(self.device, "train", self.impl)
-        plain = self.plain(train=True) if self.cfg.benchmark.plain_loop else None
+        n, clock, plain = self._setup("train")
 
         def cnnbench_side():
             with tempfile.TemporaryDirectory(prefix="cnnbench-bench-") as scratch:
@@ -168,9 +171,7 @@ class _Bench:
         return self._alternate(plain_side, cnnbench_side, factor=3)
 
     def run_eval(self) -> dict[str, Any]:
-        n = self.warmup + self.steps
-        clock = _Clock(self.device, "test", self.impl)
-        plain = self.plain(train=False) if self.cfg.benchmark.plain_loop else None
+        n, clock, plain = self._setup("test")
 
         def cnnbench_side():
             with tempfile.TemporaryDirectory(prefix="cnnbench-bench-") as scratch:

@@ -13,17 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from cnnbench.checkpoint import check_compatible
 from cnnbench.errors import UserError
-from cnnbench.evaluation.engine import (
-    Scorer,
-    SplitReader,
-    ViewDataset,
-    check_ensemble,
-    load_member,
-    make_plan,
-    pick_device,
-    plan_members,
-    view_loader,
-)
+from cnnbench.evaluation.engine import SplitReader, load_ensemble, make_plan, plan_members, scoring
 from cnnbench.evaluation.paper import paper_reference
 from cnnbench.models import model_info
 from cnnbench.run import build_datamodule, checkpoint_paths, resolve_paths
@@ -65,8 +55,7 @@ def evaluate(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
     if split not in ("test", "val"):
         raise UserError(f"split={split!r}; valid choices: test, val")
     ev = cfg.eval
-    members = [load_member(p, str(ev.get("weights", "averaged"))) for p in paths]
-    check_ensemble(members)
+    members = load_ensemble(paths, str(ev.get("weights", "averaged")))
     first = members[0]
     resolve_paths(cfg)
     forced_size = cfg.data.get("image_size")
@@ -81,13 +70,10 @@ def evaluate(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
         raise UserError("split=val but data.val_split is 0")
     plans = _plans(members, ev, crops, forced_size, dm.native_size)
 
-    device = pick_device(cfg)
-    scorer = Scorer(members, plans, aggregate=str(ev.get("aggregate", "softmax_mean")),
-                    crop_batch=int(ev.get("crop_batch", 256)), device=device,
-                    precision=str(cfg.get("trainer", {}).get("precision", "32-true")))
-    loader = view_loader(ViewDataset(SplitReader(data), len(data), plans), plans,
-                         batch_size=int(ev.get("batch_size", 256)), crop_batch=scorer.crop_batch,
-                         num_workers=int(cfg.data.num_workers), pin_memory=device.type == "cuda")
+    scorer, loader = scoring(cfg, members, plans, SplitReader(data), len(data), batch_size=int(ev.get("batch_size", 256)),
+                             num_workers=int(cfg.data.num_workers),
+                             precision=str(cfg.get("trainer", {}).get("precision", "32-true")))
+    device = scorer.device
     k = min(int(cfg.get("topk", 5)), dm.num_classes)
     acc1 = MulticlassAccuracy(dm.num_classes, top_k=1, average="micro")
     acck = MulticlassAccuracy(dm.num_classes, top_k=k, average="micro")

@@ -12,17 +12,7 @@ import torch
 from omegaconf import DictConfig
 
 from cnnbench.errors import UserError
-from cnnbench.evaluation.engine import (
-    FileReader,
-    Scorer,
-    ViewDataset,
-    check_ensemble,
-    load_member,
-    make_plan,
-    pick_device,
-    plan_members,
-    view_loader,
-)
+from cnnbench.evaluation.engine import FileReader, load_ensemble, make_plan, plan_members, scoring
 from cnnbench.run import checkpoint_paths
 from cnnbench.runtime import absolute, resolve_run_dir
 
@@ -53,15 +43,11 @@ def predict(cfg: DictConfig, run_dir=None) -> list[dict[str, Any]]:
     target = Path(absolute(str(cfg.image)))
     files = _images(target)
     crops = cfg.get("crops", 1)  # checked against CROP_CHOICES by make_plan
-    members = [load_member(p, str(cfg.eval.get("weights", "averaged"))) for p in checkpoint_paths(cfg.ckpt_path)]
-    check_ensemble(members)
+    members = load_ensemble(checkpoint_paths(cfg.ckpt_path), str(cfg.eval.get("weights", "averaged")))
     plans = plan_members(members, lambda m: _plan(cfg, crops, m.record))
-    device = pick_device(cfg)
-    scorer = Scorer(members, plans, aggregate=str(cfg.eval.get("aggregate", "softmax_mean")),
-                    crop_batch=int(cfg.eval.get("crop_batch", 256)), device=device)
-    loader = view_loader(ViewDataset(FileReader([str(f) for f in files]), len(files), plans), plans,
-                         batch_size=int(cfg.get("batch_size", 64)), crop_batch=scorer.crop_batch,
-                         num_workers=int(cfg.get("num_workers", 0)))
+    scorer, loader = scoring(cfg, members, plans, FileReader([str(f) for f in files]), len(files),
+                             batch_size=int(cfg.get("batch_size", 64)), num_workers=int(cfg.get("num_workers", 0)),
+                             pin_memory=False)
     classes = members[0].record["classes"]
     k = min(int(cfg.topk), len(classes))
     if k < 1:

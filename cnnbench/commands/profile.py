@@ -13,6 +13,31 @@ from cnnbench.runtime import resolve_run_dir, write_json
 from cnnbench.training.module import model_kwargs
 
 
+def model_listing() -> str:
+    """One line per registered model: name, family, native input size, the paper's parameter count and
+    where its builder is defined (file:line), so that every model can be found from its name."""
+    import inspect
+    from pathlib import Path
+
+    from cnnbench.models import list_models
+    from cnnbench.models.registry import builder_of
+
+    root = Path(__file__).resolve().parents[2]
+    rows = []
+    for name in list_models():
+        info, builder = model_info(name), builder_of(name)
+        source = Path(inspect.getsourcefile(builder) or "?").resolve()
+        where = f"{source.relative_to(root) if source.is_relative_to(root) else source}:" \
+                f"{inspect.getsourcelines(builder)[1]}"
+        params = f"{info.paper_params:,}" if info.paper_params else "—"
+        rows.append((name, info.family, str(info.input_size), params, where))
+    widths = [max(len(r[i]) for r in rows + [("model", "family", "input", "paper params", "builder")])
+              for i in range(5)]
+    header = ("model", "family", "input", "paper params", "builder")
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in [header, *rows])
+
+
 def _rel(ours: float, ref: float | None) -> float | None:
     return None if not ref else (ours - ref) / ref
 

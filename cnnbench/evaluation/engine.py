@@ -4,7 +4,7 @@
   protocol, whole images at several scales, or several of these averaged — VGG's dense +
   multi-crop), with every size scaled by image_size / reference (224, or 299 for Inception).
 - `ViewDataset`: builds the views in the DataLoader workers (uint8 tensors, grouped by shape).
-- `score_batches`: runs every checkpoint on the views in chunks of at most `crop_batch`, averages
+- `Scorer.run`: runs every checkpoint on the views in chunks of at most `crop_batch`, averages
   views (`aggregate_views`), protocol parts and models (`average`), and yields probabilities.
 """
 from __future__ import annotations
@@ -404,6 +404,26 @@ class Scorer:
                 yield probs, labels, index, ok
         finally:
             bar.close()
+
+
+def load_ensemble(paths: Sequence[str], weights: str = "averaged") -> list[Member]:
+    """The checkpoints of an ensemble (one path: a single network), checked to fit together."""
+    members = [load_member(p, weights) for p in paths]
+    check_ensemble(members)
+    return members
+
+
+def scoring(cfg: Any, members: Sequence[Member], plans: Sequence[ViewPlan], reader, n: int, batch_size: int,
+            num_workers: int, precision: str = "32-true", pin_memory: bool | None = None) -> tuple[Scorer, DataLoader]:
+    """The `Scorer` of an ensemble on the device of cfg (`eval.aggregate`, `eval.crop_batch`) and the loader
+    of the views of `reader`'s n images; `pin_memory=None` pins when the device is a GPU."""
+    ev = cfg.eval
+    device = pick_device(cfg)
+    scorer = Scorer(list(members), list(plans), aggregate=str(ev.get("aggregate", "softmax_mean")),
+                    crop_batch=int(ev.get("crop_batch", 256)), device=device, precision=precision)
+    loader = view_loader(ViewDataset(reader, n, plans), plans, batch_size=batch_size, crop_batch=scorer.crop_batch,
+                         num_workers=num_workers, pin_memory=device.type == "cuda" if pin_memory is None else pin_memory)
+    return scorer, loader
 
 
 def pick_device(cfg: Any) -> torch.device:

@@ -108,3 +108,16 @@ def test_predict_bad_input_names_it(tmp_path, tiny_checkpoint, jpeg_imagefolder,
     image = next((jpeg_imagefolder / "val").rglob("*.jpg"))
     with pytest.raises(UserError, match=needle):
         predict(compose_cfg("predict", [f"ckpt_path={tiny_checkpoint}", f"image={image}", *args]))
+
+
+def test_profile_list_names_every_model_and_its_builder():
+    """`cnnbench profile --list`: one row per registered model, pointing at the line that builds it."""
+    from cnnbench.commands.profile import model_listing
+    from cnnbench.models import list_models
+    from tests.helpers import ROOT
+
+    rows = {line.split()[0]: line.split()[-1] for line in model_listing().splitlines()[1:]}
+    assert sorted(rows) == list_models()
+    for where in rows.values():
+        path, line = where.rsplit(":", 1)
+        assert (ROOT / path).is_file() and int(line) <= len((ROOT / path).read_text().splitlines())
