@@ -53,7 +53,7 @@ def check_compatible(record: dict[str, Any], path: str | Path, model_name: str |
     if model_name is not None and saved != model_name:
         raise CheckpointError(
             f"checkpoint {path} holds model {saved!r}, but model={model_name!r} was requested "
-            f"(use model={saved}, or fine-tune with init_from= when that lands)"
+            f"(use model={saved}, or fine-tune it with init_from=)"
         )
     if num_classes is not None and record["num_classes"] != num_classes:
         raise CheckpointError(

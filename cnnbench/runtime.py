@@ -49,7 +49,7 @@ def hydra_output_dir() -> Path | None:
 
 
 def resolve_run_dir(run_dir: str | Path | None) -> Path:
-    """The run dir: given explicitly (in-process use), else Hydra's output dir (pitfalls.md §4)."""
+    """The run dir: given explicitly (in-process use), else Hydra's output dir (never the working directory)."""
     if run_dir is None:
         run_dir = hydra_output_dir()
     if run_dir is None:

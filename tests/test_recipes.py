@@ -1,4 +1,4 @@
-"""Paper recipes (issue 6): every experiment composes with the paper's numbers; short runs on `synthetic`;
+"""Paper recipes (docs/recipes.md): every experiment composes with the paper's numbers; short runs on `synthetic`;
 conditional warmup, max_steps stop, LR scaling into results.json, init_from fine-tuning, launcher configs."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from tests.helpers import CONF, FAST, compose_cfg
 
 EXPERIMENTS = ["resnet_cifar", "plain_vs_resnet_cifar", "resnet_imagenet", "vgg_imagenet", "googlenet_ilsvrc14",
                "inception_v3_imagenet", "inception_v4_imagenet", "inception_resnet_v2_imagenet",
-               "efficientnet_imagenet", "efficientnet_transfer"]  # issue 6, item 6
+               "efficientnet_imagenet", "efficientnet_transfer"]
 CLAIM_EXPERIMENTS = ["claim_degradation", "claim_fmnist_base", "claim_inception_residual", "claim_compound_scaling",
                      "claim_aux_classifiers", "claim_residual_scaling", "claim_highway_vs_resnet"]
 
@@ -100,7 +100,7 @@ def test_efficientnet_numbers():
     assert o.reference_batch == 4096 and o.no_decay_bn and not o.no_decay_bias
     assert (c.schedule.gamma, c.schedule.decay_every_epochs, c.schedule.warmup_epochs) == (0.97, 2.4, 5)
     assert c.trainer.max_epochs == 350 and c.loss.label_smoothing == 0.1
-    assert c.augmentation.name == "efficientnet" and c.augmentation.auto_augment == "v0"  # efficientnet.md §3
+    assert c.augmentation.name == "efficientnet" and c.augmentation.auto_augment == "v0"  # Tan & Le 2019 §5.2
     assert c.ema.enabled and c.ema.decay == 0.9999 and c.data.val_split == 25000
     assert (c.model.bn_momentum, c.model.bn_eps) == (0.01, 1e-3)
     b4 = _cfg("efficientnet_imagenet", ["model=efficientnet_b4"])
@@ -108,7 +108,7 @@ def test_efficientnet_numbers():
 
 
 def test_fashion_mnist_speedrun_and_best60_numbers():
-    """Issue 8 item 5: the speedrun (all 60k images, 3 epochs, one-cycle) and its 60-CPU-minute sibling."""
+    """The Fashion-MNIST speedrun (all 60k images, 3 epochs, one-cycle) and its 60-CPU-minute sibling."""
     fast = _cfg("fmnist_speedrun")
     assert (fast.model.name, fast.data.name, fast.data.val_split, fast.data.batch_size) == (
         "resnet20", "fashion_mnist", 0, 128)

@@ -1,5 +1,5 @@
-"""The AutoAugment policy "v0" that EfficientNet was trained with (efficientnet.md §3, "Augmentation" row:
-`--augment_name=autoaugment`, policy 'v0', `translate_const=250`), built from torchvision.transforms.v2 ops.
+"""The AutoAugment policy "v0" that EfficientNet was trained with (§5.2 of Tan & Le 2019: "AutoAugment"; the reference
+implementation's `--augment_name=autoaugment`, policy 'v0', `translate_const=250`), built from torchvision.transforms.v2 ops.
 
 v0 is the TF-TPU reference's ImageNet policy, not the AutoAugment paper's "original" one that
 `torchvision.transforms.v2.AutoAugment` implements: 25 sub-policies of two (op, probability, level) steps; one

@@ -4,7 +4,7 @@ Determinism: the training sampler yields `epoch·N + index`, and every sample's 
 from (seed, epoch, index). The images a run sees therefore depend only on the seed — not on the number
 of workers, the process count, or where a run was resumed.
 
-Mid-epoch resume (pitfalls.md §7): the data module's `state_dict` (which Lightning stores in every
+Mid-epoch resume (docs/reliability.md): the data module's `state_dict` (which Lightning stores in every
 checkpoint and hands back through `load_state_dict` on resume) records the epoch and how many
 training batches of it were consumed; the resumed sampler skips exactly those, so the rest of the
 epoch sees the same images in the same order with the same augmentation.
@@ -371,7 +371,7 @@ class ImageDataModule(L.LightningDataModule):
 
 
 def _limit_worker_threads(worker_id: int) -> None:
-    """pitfalls.md §8: one thread per loader worker for both torch and OpenCV."""
+    """One thread per loader worker for both torch and OpenCV (docs/performance.md, data loading)."""
     import cv2
 
     cv2.setNumThreads(0)

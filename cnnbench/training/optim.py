@@ -36,7 +36,7 @@ def param_groups(model: nn.Module, weight_decay: float, no_decay_bn: bool, no_de
 
 
 class RMSpropTF(torch.optim.Optimizer):
-    """RMSProp with TensorFlow-1 semantics (pitfalls.md §5; inception.md B.8; efficientnet.md §3).
+    """RMSProp with TensorFlow-1 semantics (the Inception-v3/v4 and EfficientNet recipes; docs/recipes.md).
 
     Per parameter, with gradient g (plus coupled L2: g ← g + weight_decay·θ):
 

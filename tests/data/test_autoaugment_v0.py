@@ -1,4 +1,4 @@
-"""EfficientNet's AutoAugment policy "v0" (issue 6, item 4; efficientnet.md §3 "Augmentation" row)."""
+"""EfficientNet's AutoAugment policy "v0" (Tan & Le 2019 §5.2, "AutoAugment")."""
 from __future__ import annotations
 
 import random

@@ -1,4 +1,4 @@
-"""Augmentation pipelines of conf/augmentation/ (issue 6, item 4): shapes, dtypes, seeding, size scaling."""
+"""Augmentation pipelines of conf/augmentation/: shapes, dtypes, seeding, size scaling."""
 from __future__ import annotations
 
 import random

@@ -1,4 +1,4 @@
-"""EMA / Polyak weight averaging through Lightning's WeightAveraging callback (issue 6, item 3)."""
+"""EMA / Polyak weight averaging through Lightning's WeightAveraging callback (docs/recipes.md)."""
 from __future__ import annotations
 
 import pytest

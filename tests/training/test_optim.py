@@ -148,7 +148,7 @@ def test_exponential_fractional_epochs_staircase():
 
 
 def test_exponential_with_warmup_counts_global_step():
-    # 5 warmup epochs then 0.97^floor(step/24): the first post-warmup LR is already 0.97² (efficientnet.md §3)
+    # 5 warmup epochs then 0.97^floor(step/24): the first post-warmup LR is already 0.97² (Tan & Le 2019 §5.2)
     lrs = _lrs({"name": "exponential", "gamma": 0.97, "decay_every_epochs": 2.4, "warmup_epochs": 5}, total=100)
     assert lrs[0] == pytest.approx(1 / 50) and lrs[49] == pytest.approx(1.0)
     assert lrs[50] == pytest.approx(0.97 ** 2)
@@ -192,7 +192,7 @@ def test_cifar_multistep_at_32k_48k_in_steps():
 
 
 def test_linear_scaling_arithmetic_for_recipes():
-    # EfficientNet: 0.256 at 4096 → 0.016 at 256 (0.016 × B/256, efficientnet.md §3)
+    # EfficientNet: 0.256 at 4096 → 0.016 at 256 (0.016 × B/256; docs/recipes.md)
     eff = {"lr": 0.256, "scale_lr": "linear", "reference_batch": 4096}
     assert scaled_lr(eff, 256) == pytest.approx(0.016)
     assert scaled_lr(eff, global_batch_size(64, 2, 1, 8)) == pytest.approx(0.256 * 1024 / 4096)
