@@ -5,11 +5,11 @@ user errors into one line and a non-zero exit.
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import cnnbench.runtime as _runtime  # noqa: F401  (records the process start time first)
+from cnnbench.runtime import conf_dir
 
 # command → (one-line help, "module:function"); each function takes the composed DictConfig.
 COMMANDS = {
@@ -56,13 +56,6 @@ def run_guarded(command: str, cfg):
         kind = "stopped" if code == 3 else "error"
         print(f"cnnbench {command}: {kind}: {one_line(err)}", file=sys.stderr, flush=True)
         sys.exit(code)
-
-
-def conf_dir() -> str:
-    env = os.environ.get("CNNBENCH_CONF")
-    if env:
-        return str(Path(env).absolute())
-    return str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def usage() -> str:

@@ -10,6 +10,7 @@ True for a valid value; `COMBINATIONS` holds checks over the whole config.
 """
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,19 +18,28 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from cnnbench.data.datamodule import MEAN_MODES, ON_BAD_IMAGE
 from cnnbench.errors import UserError
-from cnnbench.evaluation.crops import CROP_CHOICES
-from cnnbench.run import LOGGERS, STRATEGIES
-from cnnbench.training.callbacks import NonFiniteLoss
 
 _MISSING = object()  # OmegaConf.select default: the key is absent or its value is missing (???)
 
 
 def choices(values: tuple) -> str:
     """`a, b or c` — the valid choices as a rule states them."""
-    shown = [str(v) for v in values]
+    shown = [str(v).lower() if isinstance(v, bool) else str(v) for v in values]
     return ", ".join(shown[:-1]) + f" or {shown[-1]}" if len(shown) > 1 else shown[0]
+
+
+def code_choices(where: str) -> tuple[Callable[[Any], bool], Callable[[], str]]:
+    """(check, valid) for the choices the code holds in the constant `module:NAME[.ATTR]`. The module is
+    imported only when a composed config has the key, so validation stays ahead of the heavy imports."""
+    def values() -> tuple:
+        module, _, attr = where.partition(":")
+        obj: Any = importlib.import_module(module)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+        return tuple(obj)
+
+    return (lambda v: one_of(*values())(v)), (lambda: choices(values()))
 
 
 def _number(v: Any) -> bool:
@@ -89,7 +99,10 @@ def _val_split(v: Any) -> bool:
 class Rule:
     key: str
     check: Callable[[Any], bool]
-    valid: str
+    valid: str | Callable[[], str]  # what is valid, as text (a callable: read from the code when needed)
+
+    def valid_text(self) -> str:
+        return self.valid() if callable(self.valid) else self.valid
 
 
 RULES: list[Rule] = [
@@ -100,7 +113,7 @@ RULES: list[Rule] = [
     Rule("optimizer.momentum", in_range(0.0, 1.0, hi_open=True), "a number in [0, 1)"),
     Rule("optimizer.eps", positive, "a positive number"),
     Rule("loss.label_smoothing", in_range(0.0, 1.0, hi_open=True), "a number in [0, 1)"),
-    Rule("loss.on_nonfinite", one_of(*NonFiniteLoss.MODES), choices(NonFiniteLoss.MODES)),
+    Rule("loss.on_nonfinite", *code_choices("cnnbench.training.callbacks:NonFiniteLoss.MODES")),
     Rule("data.batch_size", pos_int, "an integer >= 1"),
     Rule("data.num_workers", nonneg_int, "an integer >= 0"),
     Rule("data.image_size", optional(pos_int), "null or an integer >= 1"),
@@ -109,8 +122,8 @@ RULES: list[Rule] = [
     Rule("data.limit_train", optional(pos_int), "null or an integer >= 1"),
     Rule("data.limit_val", optional(pos_int), "null or an integer >= 1"),
     Rule("data.limit_test", optional(pos_int), "null or an integer >= 1"),
-    Rule("data.on_bad_image", one_of(*ON_BAD_IMAGE), choices(ON_BAD_IMAGE)),
-    Rule("data.mean_mode", one_of(*MEAN_MODES), choices(MEAN_MODES)),
+    Rule("data.on_bad_image", *code_choices("cnnbench.data.datamodule:ON_BAD_IMAGE")),
+    Rule("data.mean_mode", *code_choices("cnnbench.data.datamodule:MEAN_MODES")),
     Rule("trainer.max_epochs", lambda v: v is None or (_int(v) and v >= -1), "null, -1 or an integer >= 0"),
     Rule("trainer.max_steps", lambda v: v is None or (_int(v) and v >= -1), "-1 or an integer >= 0"),
     Rule("trainer.devices", _devices, "auto, -1, an integer >= 1 or a list of device indices"),
@@ -120,8 +133,8 @@ RULES: list[Rule] = [
     Rule("trainer.log_every_n_steps", pos_int, "an integer >= 1"),
     Rule("checkpoint.every_n_steps", optional(pos_int), "null or an integer >= 1"),
     Rule("hardware.ddp_timeout_s", positive, "a positive number of seconds"),
-    Rule("hardware.strategy", one_of(*STRATEGIES), choices(STRATEGIES)),
-    Rule("logger.name", one_of(*LOGGERS), choices(LOGGERS)),
+    Rule("hardware.strategy", *code_choices("cnnbench.run:STRATEGIES")),
+    Rule("logger.name", *code_choices("cnnbench.run:LOGGERS")),
     Rule("hardware.backend", one_of(None, "gloo", "nccl", "mpi"), "null, gloo, nccl or mpi"),
     # recipes (docs/recipes.md)
     Rule("optimizer.scale_lr", one_of(None, "none", "linear"), "none or linear"),
@@ -129,9 +142,9 @@ RULES: list[Rule] = [
     Rule("hardware.target_global_batch", optional(pos_int), "null or an integer >= 1"),
     Rule("ema.decay", in_range(0.0, 1.0, hi_open=True), "a number in [0, 1)"),
     Rule("ema.every_n_steps", pos_int, "an integer >= 1"),
-    Rule("conditional_warmup.enabled", one_of(True, False, "auto"), "true, false or auto"),
+    Rule("conditional_warmup.enabled", *code_choices("cnnbench.training.recipe_callbacks:WARMUP_ENABLED")),
     Rule("schedule.gamma", positive, "a positive number"),
-    Rule("crops", one_of(*CROP_CHOICES), choices(CROP_CHOICES)),
+    Rule("crops", *code_choices("cnnbench.evaluation.crops:CROP_CHOICES")),
     Rule("topk", pos_int, "an integer >= 1"),
     Rule("eval.batch_size", pos_int, "an integer >= 1"),
 ]
@@ -176,7 +189,7 @@ def problems(cfg: DictConfig) -> list[str]:
         if value is _MISSING:
             continue
         if not rule.check(value):
-            found.append(f"{rule.key}={_show(value)} is invalid; valid: {rule.valid}")
+            found.append(f"{rule.key}={_show(value)} is invalid; valid: {rule.valid_text()}")
     if not found:  # combinations assume the single values are sound
         found += [msg for check in COMBINATIONS if (msg := check(cfg))]
     return found

@@ -29,6 +29,14 @@ def _run_dir(task: str, run_name: str | None) -> str:
     return f"outputs/{task}/{datetime.now():%Y-%m-%d}/{datetime.now():%H-%M-%S-%f}"
 
 
+def conf_dir() -> str:
+    """The config directory: $CNNBENCH_CONF, else the repository's conf/."""
+    env = os.environ.get("CNNBENCH_CONF")
+    if env:
+        return str(Path(env).absolute())
+    return str(Path(__file__).resolve().parent.parent / "conf")
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("cnnbench_run_dir"):
         OmegaConf.register_new_resolver("cnnbench_run_dir", _run_dir, use_cache=True)

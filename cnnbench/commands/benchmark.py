@@ -376,7 +376,7 @@ class _Clock(L.Callback):
 
 
 def _augmentation(name: str) -> dict[str, Any]:
-    from cnnbench.cli import conf_dir
+    from cnnbench.runtime import conf_dir
 
     path = Path(conf_dir()) / "augmentation" / f"{name}.yaml"
     if not path.is_file():

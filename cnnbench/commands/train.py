@@ -37,7 +37,7 @@ _DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE
 
 @contextlib.contextmanager
 def _ddp_relaunch_context(cfg_task: str, run_dir: Path):
-    """Make Lightning's re-launch of ranks 1…N-1 reach this same job (docs/reliability.md, DDP).
+    """Make Lightning's re-launch of ranks 1…N-1 reach this same job.
 
     Lightning restarts extra ranks by re-running `sys.argv` plus `hydra.run.dir=<HydraConfig.run.dir>`.
     For a subcommand CLI under a multirun that would re-run the whole sweep in another directory, so

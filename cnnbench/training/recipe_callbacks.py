@@ -66,16 +66,17 @@ class ConditionalWarmup(Callback):
         self.window.extend(state_dict.get("window", []))
 
 
+WARMUP_ENABLED = (True, False, "auto")  # conditional_warmup.enabled (checked by cnnbench.config_schema)
+
+
 def warmup_applies(cfg: dict[str, Any] | None, model_name: str) -> bool:
     """`conditional_warmup.enabled`: true, false, or auto (on for the models listed in `models`)."""
     if not cfg:
         return False
     enabled = cfg.get("enabled", False)
-    if enabled in (True, False):
-        return bool(enabled)
-    if str(enabled) == "auto":
+    if enabled == "auto":
         return model_name in list(cfg.get("models") or [])
-    raise UserError(f"conditional_warmup.enabled={enabled!r}; valid choices: true, false, auto")
+    return bool(enabled)
 
 
 def build_recipe_callbacks(cfg) -> list:
