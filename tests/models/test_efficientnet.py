@@ -295,3 +295,28 @@ def test_optimizer_steps_native_resolution():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
+
+
+def test_b0_equals_torchvision_with_the_same_weights():
+    """torchvision's efficientnet_b0 is the same network but for BatchNorm's ε (ours: 1e-3 of the TF reference
+    implementation; torchvision: 1e-5): with its ε and its weights (BN statistics randomised), copied in order,
+    our B0 gives the same outputs."""
+    import torchvision
+
+    torch.manual_seed(0)
+    reference = torchvision.models.efficientnet_b0(weights=None).eval()
+    for m in reference.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    ours = create_model("efficientnet_b0").eval()
+    assert {m.eps for m in ours.modules() if isinstance(m, nn.BatchNorm2d)} == {1e-3}
+    for m in ours.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eps = 1e-5
+    theirs = reference.state_dict()
+    assert [v.shape for v in ours.state_dict().values()] == [v.shape for v in theirs.values()]
+    ours.load_state_dict(dict(zip(ours.state_dict().keys(), theirs.values(), strict=True)))
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference(x), rtol=1e-5, atol=1e-5)
