@@ -63,7 +63,8 @@ def usage() -> str:
     lines = ["usage: cnnbench <command> [hydra overrides…]", "", "commands:"]
     lines += [f"  {name:<{width}}  {text}" for name, (text, _) in COMMANDS.items()]
     lines += ["", "`cnnbench <command> --help` shows the config groups and options; `--cfg job` prints the",
-              "composed config; `-m` runs a sweep (e.g. `cnnbench train -m optimizer.lr=0.1,0.05`)."]
+              "composed config; `-m` runs a sweep (e.g. `cnnbench train -m optimizer.lr=0.1,0.05`).",
+              "`cnnbench profile --list` lists every model and where its builder is defined."]
     return "\n".join(lines)
 
 
