@@ -50,7 +50,7 @@ def test_hardware_options(hardware, accelerator, precision, strategy):
 def test_ddp_strategy_gets_timeout_and_backend():
     from lightning.pytorch.strategies import DDPStrategy
 
-    from cnnbench.commands.train import build_strategy
+    from cnnbench.run import build_strategy
 
     cfg = compose_cfg("train", ["hardware=ddp_cpu", "hardware.ddp_timeout_s=123"])
     strategy = build_strategy(cfg)
