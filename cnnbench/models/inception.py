@@ -17,13 +17,9 @@ average pooling, dropout (keep 0.8), FC. No auxiliary head (the paper describes 
 Figures are missing from the seed text; widths, kernel orientations and branch orders follow
 the TF-slim release.
 
-Why there is no `inception_v2`: in the Rethinking paper "Inception-v2" is the network of its
-Table 1, and the only implementable reading of that table is the one above (the table itself
-does not add up); the paper's ablation then turns v2 into v3 mainly by *training* changes
-(RMSProp, label smoothing, BN in the aux head) plus a "factorized 7×7" whose layer-level form is
-not given in the paper. No architecture distinct from `inception_v3` can be defined without
-guessing, and elsewhere (TF-slim) "Inception v2" names BN-Inception, a third network. So the
-registry leaves the name out rather than publish a guess.
+`inception_v2` is BN-Inception (Ioffe & Szegedy 2015), the name the Inception-v4 paper gives it; it
+lives in `bn_inception.py`. The Rethinking paper's own "Inception-v2" (its Table 1 before the training
+changes of its ablation) is not built: its layer-level form cannot be told apart from `inception_v3`.
 """
 from __future__ import annotations
 

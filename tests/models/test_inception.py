@@ -58,8 +58,12 @@ def test_yaml_exists_and_keys_accepted(name):
     assert getattr(m, "aux_weights", ()) == model_info(name).aux_weights
 
 
-def test_inception_v2_left_out():
-    assert "inception_v2" not in list_models()
+def test_inception_v2_is_bn_inception():
+    # the name is BN-Inception's (Inception-v4 paper §1), a network of its own, not a variant of v3
+    from cnnbench.models.bn_inception import BNInception
+
+    assert "inception_v2" in list_models() and isinstance(meta("inception_v2"), BNInception)
+    assert model_info("inception_v2").paper.startswith("Ioffe & Szegedy 2015")
 
 
 # ------------------------------------------------------------------ Inception-v3
