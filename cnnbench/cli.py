@@ -28,6 +28,8 @@ COMMANDS = {
                   "cnnbench.commands.benchmark:benchmark"),
     "analyze": ("the analyses behind the papers' figures: layer_responses ckpt_path=…, degradation runs=<glob>",
                 "cnnbench.commands.analyze:analyze"),
+    "stylize": ("neural style transfer (Gatys et al.) content=… style=… with VGG features (weights=… | ckpt_path=…)",
+                "cnnbench.commands.stylize:stylize"),
 }
 
 
