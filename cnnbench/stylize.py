@@ -49,7 +49,10 @@ def gram(features: torch.Tensor) -> torch.Tensor:
 def features_from_state_dict(state: dict[str, torch.Tensor], source: str) -> nn.Sequential:
     """A VGG conv stack rebuilt from a torchvision-layout state dict: `features.<i>` convs (4-D weights),
     optional BatchNorms (with running stats) right after them, a ReLU after each conv (or its BN), and a
-    2×2 max-pool wherever the indices skip one more place (torchvision's `features` Sequential)."""
+    2×2 max-pool wherever the indices skip one more place (torchvision's `features` Sequential). A bare
+    `features` state dict (keys `<i>.weight`) is read the same way."""
+    if not any(k.startswith("features.") for k in state):  # a bare `vgg.features.state_dict()`
+        state = {f"features.{k}": v for k, v in state.items() if k.split(".")[0].isdigit()}
     layers: dict[int, nn.Module] = {}
     for key, value in state.items():
         parts = key.split(".")
@@ -213,7 +216,9 @@ def optimise(loss_fn, start: torch.Tensor, normalize, s: StyleSettings) -> tuple
 
     img = start.clone().requires_grad_(True)
     if s.solver == "lbfgs":
-        opt = torch.optim.LBFGS([img], lr=s.lr or 1.0, max_iter=1, history_size=50, line_search_fn="strong_wolfe")
+        # tolerances 0: the step count alone ends the run (the losses here can be far below the defaults' scale)
+        opt = torch.optim.LBFGS([img], lr=s.lr or 1.0, max_iter=1, history_size=50, line_search_fn="strong_wolfe",
+                                tolerance_grad=0.0, tolerance_change=0.0)
     else:
         opt = torch.optim.Adam([img], lr=s.lr or 0.02)
     curve: list[dict] = []
