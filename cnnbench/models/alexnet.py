@@ -144,7 +144,7 @@ def alexnet(num_classes: int = 1000, in_chans: int = 3, dropout: float = DROPOUT
     mean=IMAGENET_MEAN,
     std=IMAGENET_STD,
     paper_params=61_100_840,
-    paper_macs=0.7142e9,
+    paper_macs=0.71419e9,
     reference_source="params/MACs: exact count of torchvision.models.alexnet's layers at 224²; no accuracy recorded",
 ))
 def alexnet_owt(num_classes: int = 1000, in_chans: int = 3, dropout: float = DROPOUT,
