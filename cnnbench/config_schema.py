@@ -146,6 +146,12 @@ RULES: list[Rule] = [
     Rule("schedule.gamma", positive, "a positive number"),
     Rule("crops", *code_choices("cnnbench.evaluation.crops:CROP_CHOICES")),
     Rule("topk", pos_int, "an integer >= 1"),
+    Rule("stylize.solver", *code_choices("cnnbench.stylize:SOLVERS")),
+    Rule("stylize.pool", *code_choices("cnnbench.stylize:POOLS")),
+    Rule("stylize.init", *code_choices("cnnbench.stylize:INITS")),
+    Rule("stylize.lr", optional(positive), "null or a positive number"),
+    Rule("stylize.content_weight", non_negative, "a number >= 0"),
+    Rule("stylize.style_weight", non_negative, "a number >= 0"),
     Rule("eval.batch_size", pos_int, "an integer >= 1"),
 ]
 

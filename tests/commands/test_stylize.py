@@ -127,6 +127,7 @@ def test_no_extractor_is_one_clear_error():
     (["weights=/nonexistent/vgg19.pth"], "weights file not found: /nonexistent/vgg19.pth"),
     ([], "pass ckpt_path="),
     (["weights=VGG", "content=/nonexistent/photo.jpg"], "content image not found"),
+    (["weights=VGG", "stylize.solver=sgd"], "stylize.solver='sgd' is invalid; valid: lbfgs or adam"),
 ])
 def test_cli_bad_input_is_one_line(tmp_path, extra, message):
     content, style = _images(tmp_path)
