@@ -24,6 +24,8 @@ Inconsistencies in the table, and what is built:
   public BN-Inception weights does): 3c → 14×14×576, 4c/4d → 608, 4e → 7×7×1056, 5a/5b → 1024;
 - the parameter count it gives (11,285,224 at 1000 classes, BN γ/β included) is not §4.2's
   "13.6·10⁶ parameters"; the table has no parameter column to say where the difference lies;
+- the in-module average pools leave the padded zeros out of the mean (TF semantics; the Caffe replication
+  counts them) and the convs have no bias (the Caffe replication keeps one before each BN);
 - the first conv is a plain 7×7/2 conv as the table's row reads (TF-slim's `inception_v2` makes it
   depthwise-separable; that is not built here).
 
