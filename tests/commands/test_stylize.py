@@ -123,21 +123,37 @@ def test_no_extractor_is_one_clear_error():
         load_extractor(None, None)
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["weights=/nonexistent/vgg19.pth"], "weights file not found: /nonexistent/vgg19.pth"),
-    ([], "pass ckpt_path="),
-    (["weights=VGG", "content=/nonexistent/photo.jpg"], "content image not found"),
-    (["weights=VGG", "stylize.solver=sgd"], "stylize.solver='sgd' is invalid; valid: lbfgs or adam"),
-])
-def test_cli_bad_input_is_one_line(tmp_path, extra, message):
+def test_cli_wrong_path_is_one_line(tmp_path):
     content, style = _images(tmp_path)
-    torch.save(_small_vgg_state(), tmp_path / "vgg.pth")
-    extra = [e.replace("VGG", str(tmp_path / "vgg.pth")) for e in extra]
-    args = [f"content={content}", f"style={style}", *extra, "steps=1", "size=32", f"hydra.run.dir={tmp_path / 'r'}"]
+    args = [f"content={content}", f"style={style}", "weights=/nonexistent/vgg19.pth", "steps=1", "size=32",
+            f"hydra.run.dir={tmp_path / 'r'}"]
     proc = subprocess.run([sys.executable, "-m", "cnnbench", "stylize", *args], capture_output=True, text=True,
                           cwd=ROOT, timeout=120)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0] and lines[0].startswith("cnnbench stylize: error:")
+    assert lines == ["cnnbench stylize: error: weights file not found: /nonexistent/vgg19.pth "
+                     "(a torchvision vgg16/vgg19 state dict .pth)"]
     # nothing written (Hydra itself makes the run dir and its job log before the command runs)
     assert not (tmp_path / "r").exists() or {p.suffix for p in (tmp_path / "r").iterdir()} <= {".log"}
+
+
+@pytest.mark.parametrize("extra,message", [
+    ([], "pass ckpt_path="),
+    (["weights=VGG", "content=/nonexistent/photo.jpg"], "content image not found: /nonexistent/photo.jpg"),
+    (["weights=VGG", "stylize.solver=sgd"], "stylize.solver='sgd' is invalid; valid: lbfgs or adam"),
+    (["weights=VGG", "stylize.style_layers=[conv1_1,conv9_9]"], "conv9_9 not in this VGG"),
+])
+def test_bad_input_names_it(tmp_path, extra, message):
+    from cnnbench.commands.stylize import stylize
+    from cnnbench.config_schema import validate
+
+    content, style = _images(tmp_path)
+    torch.save(_small_vgg_state(), tmp_path / "vgg.pth")
+    extra = [e.replace("VGG", str(tmp_path / "vgg.pth")) for e in extra]
+    cfg = compose_cfg("stylize", [f"content={content}", f"style={style}", *extra, "steps=1", "size=32",
+                                  "progress=false", "trainer.accelerator=cpu"])
+    with pytest.raises(UserError) as err:
+        validate(cfg)  # what the CLI does first
+        stylize(cfg, run_dir=tmp_path / "run")
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "run").exists()
