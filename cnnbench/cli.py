@@ -28,6 +28,8 @@ COMMANDS = {
                   "cnnbench.commands.benchmark:benchmark"),
     "analyze": ("the analyses behind the papers' figures: layer_responses ckpt_path=…, degradation runs=<glob>",
                 "cnnbench.commands.analyze:analyze"),
+    "import-weights": ("a torchvision .pth state_dict as a cnnbench checkpoint (model=… path=…, docs/pretrained.md)",
+                       "cnnbench.commands.import_weights:import_weights"),
 }
 
 
