@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from cnnbench.errors import UserError
 from cnnbench.pretrained import SOURCES, import_torchvision, save
-from cnnbench.runtime import absolute, resolve_run_dir, write_json
+from cnnbench.runtime import absolute, conf_dir, resolve_run_dir, write_json
 
 
 def import_weights(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
@@ -34,7 +34,8 @@ def import_weights(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
         print(f"  {summary['note']}" + (f"; the checkpoint sets {options}" if options else ""), flush=True)
     if not summary["imagenet_classes"]:
         print(f"  {summary['num_classes']} classes (not ImageNet's 1000): named class_0…", flush=True)
-    overrides = " ".join(f"model.{k}={str(v).lower() if isinstance(v, bool) else v}"
+    keys = OmegaConf.load(Path(conf_dir()) / "model" / f"{name}.yaml").keys()  # others need Hydra's `+`
+    overrides = " ".join(f"{'' if k in keys else '+'}model.{k}={str(v).lower() if isinstance(v, bool) else v}"
                          for k, v in summary["options"].items())
     print(f"  eval: cnnbench eval ckpt_path={out} crops=144 data=imagefolder data.root=…; fine-tune: cnnbench train "
           f"model={name}{' ' + overrides if overrides else ''} init_from={out} …", flush=True)
