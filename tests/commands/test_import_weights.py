@@ -42,6 +42,20 @@ def import_file(tmp_path: Path, net: torch.nn.Module, name: str = "resnet18.pth"
 
 
 @pytest.fixture(scope="module")
+def photos(tmp_path_factory, jpeg_imagefolder) -> Path:
+    """The jpeg_imagefolder's four classes with one val photo each (10 crops of 224 px are many forwards on a CPU)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("photos")
+    for split, n in (("train", 1), ("val", 1)):
+        for d in sorted((jpeg_imagefolder / split).iterdir()):
+            (root / split / d.name).mkdir(parents=True)
+            for f in sorted(d.glob("*.jpg"))[:n]:
+                shutil.copy(f, root / split / d.name / f.name)
+    return root
+
+
+@pytest.fixture(scope="module")
 def four_class(tmp_path_factory):
     """A random 4-class torchvision ResNet-18 (the jpeg_imagefolder has 4 classes) and its imported checkpoint."""
     tmp = tmp_path_factory.mktemp("import4")
@@ -78,8 +92,7 @@ def torchvision_probs(net, ckpt: Path, root: Path, crops: int, cfg_eval) -> tupl
     return torch.stack(probs), torch.tensor(labels)
 
 
-def test_eval_and_predict_on_10_crops_equal_torchvision_forward_on_the_same_crops(tmp_path, four_class,
-                                                                                 jpeg_imagefolder):
+def test_eval_and_predict_on_10_crops_equal_torchvision_forward_on_the_same_crops(tmp_path, four_class, photos):
     """eval's accuracy, and predict's top probability per image (not just the accuracy), with crops=10 equal
     those of torchvision's network run directly on the same crops with torchvision's normalisation."""
     import csv
@@ -88,31 +101,31 @@ def test_eval_and_predict_on_10_crops_equal_torchvision_forward_on_the_same_crop
     from cnnbench.commands.predict import predict
 
     net, ckpt = four_class
-    cfg = eval_cfg(ckpt, jpeg_imagefolder, "crops=10")
+    cfg = eval_cfg(ckpt, photos, "crops=10")
     out = evaluate(cfg, run_dir=tmp_path)
-    probs, labels = torchvision_probs(net, ckpt, jpeg_imagefolder, 10, cfg.eval)
+    probs, labels = torchvision_probs(net, ckpt, photos, 10, cfg.eval)
     assert out["views_per_image"] == 10 and out["n_images"] == len(labels)
     assert out["acc1"] == pytest.approx(float((probs.argmax(1) == labels).float().mean()), abs=1e-9)
     assert 0 < probs.max(1).values.min() < 1  # a real, non-degenerate forward
 
-    predict(compose_cfg("predict", [f"ckpt_path={ckpt}", f"image={jpeg_imagefolder / 'val'}", "crops=10", "topk=1",
+    predict(compose_cfg("predict", [f"ckpt_path={ckpt}", f"image={photos / 'val'}", "crops=10", "topk=1",
                                     f"output={tmp_path / 'p.csv'}"]), run_dir=tmp_path)
     rows = list(csv.DictReader(open(tmp_path / "p.csv")))
-    ours = {Path(r["image"]).relative_to(jpeg_imagefolder / "val").as_posix(): float(r["prob1"]) for r in rows}
-    files = [f"{d.name}/{f.name}" for d in sorted((jpeg_imagefolder / "val").iterdir()) for f in sorted(d.glob("*.jpg"))]
+    ours = {Path(r["image"]).relative_to(photos / "val").as_posix(): float(r["prob1"]) for r in rows}
+    files = [f"{d.name}/{f.name}" for d in sorted((photos / "val").iterdir()) for f in sorted(d.glob("*.jpg"))]
     np.testing.assert_allclose([ours[f] for f in files], probs.max(1).values.numpy(), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow
-def test_multiscale_and_an_ensemble_of_imports_run(tmp_path, four_class, jpeg_imagefolder):
+def test_multiscale_and_an_ensemble_of_imports_run(tmp_path, four_class, photos):
     from cnnbench.commands.evaluate import evaluate
 
     net, ckpt = four_class
     other, _ = import_file(tmp_path, random_resnet18(num_classes=4, seed=1), name="other.pth")
-    multi = evaluate(eval_cfg(ckpt, jpeg_imagefolder, "eval.mode=multiscale", "eval.scales=[224,256]"),
+    multi = evaluate(eval_cfg(ckpt, photos, "eval.mode=multiscale", "eval.scales=[224,256]"),
                      run_dir=tmp_path / "multi")
     assert multi["mode"] == "multiscale" and multi["views_per_image"] == 4
-    both = evaluate(eval_cfg(f"[{ckpt},{other}]", jpeg_imagefolder, "crops=10"), run_dir=tmp_path / "ens")
+    both = evaluate(eval_cfg(f"[{ckpt},{other}]", photos, "crops=10"), run_dir=tmp_path / "ens")
     assert len(both["models"]) == 2 and both["views_per_image"] == 20
 
 
