@@ -217,3 +217,27 @@ def test_the_documented_fine_tuning_line_composes_with_the_imported_bn_settings(
                                 "+model.bn_momentum=0.1"])
     options = entries()["efficientnet_b0"].options({})
     assert cfg.model.name == "efficientnet_b0" and {k: cfg.model[k] for k in options} == options
+
+
+@pytest.mark.slow
+def test_144_crops_and_vgg_dense_evaluation_of_imports(tmp_path, four_class, photos):
+    """GoogLeNet's 144 crops on an imported ResNet, VGG's dense (fully-convolutional) evaluation on an imported VGG."""
+    from cnnbench.commands.evaluate import evaluate
+
+    _, ckpt = four_class
+    out = evaluate(eval_cfg(ckpt, photos, "crops=144", "data.limit_test=1"), run_dir=tmp_path / "144")
+    assert out["views_per_image"] == 144 and out["n_images"] == 1
+    torch.manual_seed(0)
+    vgg, _ = import_file(tmp_path, torchvision.models.vgg11(weights=None, num_classes=4).eval(), name="vgg11.pth",
+                         model="vgg11")
+    dense = evaluate(eval_cfg(vgg, photos, "eval.mode=dense", "eval.scales=[224]", "data.limit_test=1"),
+                     run_dir=tmp_path / "dense")
+    assert dense["mode"] == "dense" and dense["views_per_image"] == 2
+
+
+def test_unknown_weights_entry_names_the_choices(tmp_path):
+    from cnnbench.pretrained import import_torchvision
+
+    torch.save(random_resnet18().state_dict(), tmp_path / "r18.pth")
+    with pytest.raises(UserError, match="weights='V3'; valid choices for resnet18: IMAGENET1K_V1"):
+        import_torchvision("resnet18", tmp_path / "r18.pth", weights="V3")
