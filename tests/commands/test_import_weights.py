@@ -170,9 +170,24 @@ def test_export_and_init_from_accept_the_import(tmp_path, imagenet_import):
                     run_dir=tmp_path)
     assert result["check"]["allclose"] and Path(result["file"]).is_file()
     target = create_model("resnet18", num_classes=10, shortcut="B")
-    loaded = init_from_checkpoint(target, ckpt, "resnet18")
+    loaded = init_from_checkpoint(target, ckpt, "resnet18", model_cfg={"name": "resnet18", "shortcut": "B"})
     assert loaded["new"] == ["fc.bias", "fc.weight"] and len(loaded["loaded"]) == len(target.state_dict()) - 2
     torch.testing.assert_close(target.stem[0][0].weight, net.conv1.weight)
+    assert loaded["options_differ"] == {}
+
+
+def test_init_from_an_import_warns_when_the_run_builds_another_network(imagenet_import, caplog):
+    """Fine-tuning the imported ResNet-18 (shortcut=B) as the paper's (shortcut=A) loads the convs, but the network
+    is another one: one warning names the option and the override."""
+    from cnnbench.models import create_model
+    from cnnbench.training.recipe_callbacks import init_from_checkpoint
+
+    _, ckpt, _ = imagenet_import
+    caplog.set_level("WARNING", logger="cnnbench")
+    loaded = init_from_checkpoint(create_model("resnet18"), ckpt, "resnet18",
+                                  model_cfg={"name": "resnet18", "shortcut": "A"})
+    assert loaded["options_differ"] == {"shortcut": "B"}
+    assert "model.shortcut=B" in caplog.text
 
 
 def test_bad_files_are_one_line_naming_the_key_and_shapes(tmp_path):
@@ -241,3 +256,17 @@ def test_unknown_weights_entry_names_the_choices(tmp_path):
     torch.save(random_resnet18().state_dict(), tmp_path / "r18.pth")
     with pytest.raises(UserError, match="weights='V3'; valid choices for resnet18: IMAGENET1K_V1"):
         import_torchvision("resnet18", tmp_path / "r18.pth", weights="V3")
+
+
+@pytest.mark.slow
+def test_train_init_from_an_import_runs(tmp_path, four_class, photos):
+    from cnnbench.commands.train import train
+    from tests.helpers import FAST
+
+    _, ckpt = four_class
+    cfg = compose_cfg("train", FAST + ["model=resnet18", "model.shortcut=B", "data=imagefolder", f"data.root={photos}",
+                                       "data.image_size=64", "data.val_split=0", "augmentation=none",
+                                       "data.batch_size=4", "trainer.max_steps=1", "trainer.max_epochs=1",
+                                       f"init_from={ckpt}"])
+    results = train(cfg, run_dir=tmp_path / "ft")
+    assert results["model"] == "resnet18" and Path(results["checkpoint"]).is_file()
