@@ -188,3 +188,18 @@ def test_every_supported_name_is_a_registered_model_and_a_torchvision_model():
     assert names <= set(list_models())
     assert {e.torchvision for e in entries().values()} <= set(torchvision.models.list_models())
     assert set(RESNETS + VGGS + EFFICIENTNETS + ["inception_v3", "googlenet"]) == names
+
+
+def test_googlenet_refusal_states_torchvisions_actual_differences():
+    """The refusal's reasons hold for torchvision's googlenet (3×3 in the '5×5' branch, a 2×2 pool before 5a, no LRN)
+    and against ours (5×5)."""
+    from cnnbench.models import create_model
+    from cnnbench.pretrained.googlenet import REFUSAL
+
+    with torch.device("meta"):
+        theirs = torchvision.models.googlenet(weights=None, init_weights=False)
+        ours = create_model("googlenet", batch_norm=True)
+    assert list(theirs.inception3a.branch3[1].conv.weight.shape) == [32, 16, 3, 3]
+    assert list(ours.features.inception3a.branch3[1][0].weight.shape) == [32, 16, 5, 5]
+    assert theirs.maxpool4.kernel_size == 2 and not any(isinstance(m, nn.LocalResponseNorm) for m in theirs.modules())
+    assert "[32, 16, 3, 3]" in REFUSAL and "[32, 16, 5, 5]" in REFUSAL and "2×2/2" in REFUSAL
