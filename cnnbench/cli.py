@@ -30,6 +30,8 @@ COMMANDS = {
                 "cnnbench.commands.analyze:analyze"),
     "stylize": ("neural style transfer (Gatys et al.) content=… style=… with VGG features (weights=… | ckpt_path=…)",
                 "cnnbench.commands.stylize:stylize"),
+    "import-weights": ("a torchvision .pth state_dict as a cnnbench checkpoint (model=… path=…, docs/pretrained.md)",
+                       "cnnbench.commands.import_weights:import_weights"),
 }
 
 

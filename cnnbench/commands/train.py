@@ -12,7 +12,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from omegaconf import DictConfig, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from cnnbench.checkpoint import check_compatible, load_checkpoint, newest_loadable_checkpoint, record_of
 from cnnbench.data import ImageDataModule
@@ -223,7 +223,8 @@ def _init_from(cfg: DictConfig, module: ClassificationModule) -> None:
         raise UserError("init_from= and ckpt_path= exclude each other: init_from starts a new run from "
                         "weights, ckpt_path resumes a run")
     init_from_checkpoint(module.model, absolute(str(cfg.init_from)), str(cfg.model.name),
-                         new_head=bool(cfg.get("init_new_head", True)))
+                         new_head=bool(cfg.get("init_new_head", True)),
+                         model_cfg=OmegaConf.to_container(cfg.model, resolve=True))
 
 
 def _report(results: dict[str, Any], stopped: Any) -> None:

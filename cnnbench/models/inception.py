@@ -199,9 +199,18 @@ class InceptionNet(nn.Module):
 ))
 def build_inception_v3(num_classes: int = 1000, in_chans: int = 3, aux_logits: bool = True,
                        aux_weights: Sequence[float] = V3_AUX_WEIGHTS,
-                       scaling: Mapping[str, Any] | None = None) -> InceptionNet:
-    return InceptionNet(INCEPTION_V3, num_classes, in_chans, drop_rate=0.2, width_mult=parse_scaling(scaling),
-                        aux_tap=V3_AUX_TAP if aux_logits else None, aux_weights=aux_weights)
+                       scaling: Mapping[str, Any] | None = None,
+                       avg_pool_count_include_pad: bool = False) -> InceptionNet:
+    """`avg_pool_count_include_pad=True`: the modules' 3×3/1 average pools count the padded zeros in their mean
+    (PyTorch's default, which torchvision's inception_v3 uses) instead of leaving them out (TF semantics);
+    this changes the outputs at the borders only (docs/pretrained.md)."""
+    net = InceptionNet(INCEPTION_V3, num_classes, in_chans, drop_rate=0.2, width_mult=parse_scaling(scaling),
+                       aux_tap=V3_AUX_TAP if aux_logits else None, aux_weights=aux_weights)
+    if avg_pool_count_include_pad:
+        for m in net.modules():
+            if isinstance(m, nn.AvgPool2d):
+                m.count_include_pad = True
+    return net
 
 
 # ============================================================================ Inception-v4

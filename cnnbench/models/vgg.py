@@ -86,6 +86,12 @@ VGG_MODELS = {
     "vgg16_c": ("C", 133_638_952, 11.771e9, None, None),
     "vgg16": ("D", 138_357_544, 15.470e9, 27.0, 8.8),
     "vgg19": ("E", 143_667_240, 19.632e9, 27.3, 9.0),
+    # `_bn`: batch_norm=True by default (not in the paper): + BN γ/β, − conv biases, i.e. one parameter more per
+    # conv channel; the paper gives no accuracy for them. MACs as the plain network (BN folds into the conv).
+    "vgg11_bn": ("A", 132_866_088, 7.609e9, None, None),
+    "vgg13_bn": ("B", 133_050_792, 11.308e9, None, None),
+    "vgg16_bn": ("D", 138_361_768, 15.470e9, None, None),
+    "vgg19_bn": ("E", 143_672_744, 19.632e9, None, None),
 }
 
 
@@ -216,10 +222,11 @@ def vgg_init(model: nn.Module, init: str = "glorot") -> None:
 
 def _register(name: str) -> None:
     config, params, macs, top1_err, top5_err = VGG_MODELS[name]
+    bn_default = name.endswith("_bn")
     info = ModelInfo(
         name=name,
         family="vgg",
-        paper=f"Simonyan & Zisserman 2015, Table 1 (configuration {config})",
+        paper=f"Simonyan & Zisserman 2015, Table 1 (configuration {config}{', with BN' if bn_default else ''})",
         input_size=224,
         min_input_size=32,
         crop_pct=0.875,
@@ -242,7 +249,7 @@ def _register(name: str) -> None:
     def build(
         num_classes: int = 1000,
         in_chans: int = 3,
-        batch_norm: bool = False,
+        batch_norm: bool = bn_default,
         dropout: float = DROPOUT,
         init: str = "glorot",
     ) -> VGG:

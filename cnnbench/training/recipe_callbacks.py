@@ -99,7 +99,8 @@ def build_recipe_callbacks(cfg) -> list:
     return callbacks
 
 
-def init_from_checkpoint(model: torch.nn.Module, path: str | Path, model_name: str, new_head: bool = True) -> dict:
+def init_from_checkpoint(model: torch.nn.Module, path: str | Path, model_name: str, new_head: bool = True,
+                         model_cfg: dict | None = None) -> dict:
     """Fine-tuning start (`init_from=`): copy a checkpoint's weights into `model` (the bare network).
 
     Takes the checkpoint's `state_dict` — the averaged weights when it was trained with EMA. Classifier layers
@@ -131,7 +132,13 @@ def init_from_checkpoint(model: torch.nn.Module, path: str | Path, model_name: s
         raise UserError(f"init_from={path}: no tensor of the checkpoint fits model={model_name}")
     model.load_state_dict(load, strict=False)
     log.info("init_from %s: loaded %d tensors, new: %s", path, len(load), ", ".join(missing) or "none")
-    return {"loaded": sorted(load), "skipped": sorted(skipped), "new": sorted(missing)}
+    differ = {k: v for k, v in record["model"].items()
+              if model_cfg is not None and k not in ("name", "compile") and model_cfg.get(k) != v}
+    if differ:  # e.g. an imported torchvision ResNet-50 (stride_in_1x1=false) fine-tuned as the paper's (true)
+        log.warning("init_from %s: the checkpoint's network was built with %s, this run's model differs; pass "
+                    "them (%s) to fine-tune the same network", path, differ,
+                    " ".join(f"model.{k}={v}" for k, v in differ.items()))
+    return {"loaded": sorted(load), "skipped": sorted(skipped), "new": sorted(missing), "options_differ": differ}
 
 
 __all__ = ["ConditionalWarmup", "build_recipe_callbacks", "init_from_checkpoint", "warmup_applies"]

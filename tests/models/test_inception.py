@@ -202,3 +202,19 @@ def test_v3_few_training_steps_with_aux_loss():
         opt.step()
         losses.append(loss.item())
     assert min(losses[-2:]) < losses[0]
+
+
+def test_v3_avg_pool_count_include_pad_option():
+    """Default: TF semantics (padded zeros left out of the 3×3/1 average pools); the option counts them (torchvision's
+    inception_v3, docs/pretrained.md). Same parameters; different outputs at the borders only."""
+    torch.manual_seed(0)
+    tf = create_model("inception_v3", num_classes=10, aux_logits=False).eval()
+    torch.manual_seed(0)
+    pt = create_model("inception_v3", num_classes=10, aux_logits=False, avg_pool_count_include_pad=True).eval()
+    pools = [m for m in tf.modules() if isinstance(m, nn.AvgPool2d)]
+    assert len(pools) == 9 and not any(m.count_include_pad for m in pools)
+    assert all(m.count_include_pad for m in pt.modules() if isinstance(m, nn.AvgPool2d))
+    assert count_params(tf) == count_params(pt)
+    x = torch.randn(1, 3, 107, 107)
+    with torch.no_grad():
+        assert not torch.allclose(tf(x), pt(x))

@@ -217,3 +217,22 @@ def test_yaml_exists_and_keys_accepted(name):
 def test_unknown_option_rejected():
     with pytest.raises(ValueError, match="valid options"):
         meta("vgg16", shortcut="B")
+
+
+@pytest.mark.parametrize("name,params,config", [("vgg11_bn", 132_866_088, "A"), ("vgg13_bn", 133_050_792, "B"),
+                                                ("vgg16_bn", 138_361_768, "D"), ("vgg19_bn", 143_672_744, "E")])
+def test_bn_variants_params_exact(name, params, config):
+    """`_bn` = the plain configuration with batch_norm=true: + BN γ/β, − the conv biases (one parameter more per conv
+    channel); torchvision's `_bn` nets keep the conv biases (docs/pretrained.md: folded on import)."""
+    import torchvision
+
+    plain = name.removesuffix("_bn")
+    m = meta(name)
+    conv_channels = sum(c.out_channels for c in convs(m))
+    assert count_params(m) == params == model_info(name).paper_params
+    assert params == PARAMS[plain] + conv_channels and m.config == config
+    assert all(c.bias is None for c in convs(m)) and sum(isinstance(x, nn.BatchNorm2d) for x in m.modules()) == len(convs(m))
+    with torch.device("meta"):
+        theirs = torchvision.models.get_model(name, weights=None)
+    assert count_params(theirs) == params + conv_channels
+    assert yaml.safe_load((CONF / f"{name}.yaml").read_text())["batch_norm"] is True
