@@ -47,10 +47,10 @@ class Pretrained:
 
 def entries() -> dict[str, Pretrained]:
     """Every importable network, by cnnbench model name."""
-    from cnnbench.pretrained import efficientnet, googlenet, inception, resnet, vgg
+    from cnnbench.pretrained import alexnet, efficientnet, googlenet, inception, resnet, vgg
 
-    # alexnet: the `alexnet_owt` table (torchvision-identical keys) is added here with the AlexNet family.
-    return {**resnet.ENTRIES, **vgg.ENTRIES, **inception.ENTRIES, **efficientnet.ENTRIES, **googlenet.ENTRIES}
+    return {**resnet.ENTRIES, **vgg.ENTRIES, **inception.ENTRIES, **efficientnet.ENTRIES, **googlenet.ENTRIES,
+            **alexnet.ENTRIES}
 
 
 def entry(model: str) -> Pretrained:

@@ -20,15 +20,16 @@ from cnnbench.pretrained.core import INCEPTION_INPUT
 RESNETS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
 VGGS = ["vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"]
 EFFICIENTNETS = [f"efficientnet_b{i}" for i in range(8)]
-NATIVE = {**{n: 224 for n in RESNETS + VGGS}, "inception_v3": 299,
+NATIVE = {**{n: 224 for n in RESNETS + VGGS}, "inception_v3": 299, "alexnet_owt": 224,
           **dict(zip(EFFICIENTNETS, [224, 240, 260, 300, 380, 456, 528, 600], strict=True))}
-FAST = {"resnet18": 64, "resnet50": 64, "efficientnet_b0": 64, "inception_v3": 107}  # VGG: 3 s per build, slow tier
+FAST = {"resnet18": 64, "resnet50": 64, "efficientnet_b0": 64, "inception_v3": 107, "alexnet_owt": 63}  # VGG: 3 s per build, slow tier
 
 
 def torchvision_net(name: str, **kwargs) -> nn.Module:
     """torchvision's network (no download: weights=None) with every BN's statistics and affine parameters and
     every conv bias randomised, so that a swapped or misplaced tensor changes the outputs."""
     torch.manual_seed(0)
+    name = entries()[name].torchvision if name in entries() else name
     if name == "inception_v3":
         kwargs = {"init_weights": False, "aux_logits": True, **kwargs}
     net = torchvision.models.get_model(name, weights=None, **kwargs)
@@ -68,7 +69,7 @@ def _case(name: str, fast: bool):
     return pytest.param(name, size, id=f"{name}-{size}", marks=() if fast else pytest.mark.slow)
 
 
-CASES = [_case(n, True) for n in FAST] + [_case(n, False) for n in [*RESNETS, *VGGS, "inception_v3", *EFFICIENTNETS]]
+CASES = [_case(n, True) for n in FAST] + [_case(n, False) for n in [*RESNETS, *VGGS, "inception_v3", *EFFICIENTNETS, "alexnet_owt"]]
 
 
 @pytest.mark.parametrize("name,size", CASES)
@@ -152,7 +153,7 @@ def test_table_maps_every_tensor_with_its_shape(name):
     spec = entries()[name]
     with torch.device("meta"):
         kwargs = {"init_weights": False} if name == "inception_v3" else {}
-        sd = torchvision.models.get_model(name, weights=None, **kwargs).state_dict()
+        sd = torchvision.models.get_model(spec.torchvision, weights=None, **kwargs).state_dict()
         net = create_model(name, **{k: v for k, v in spec.options(sd).items() if not k.startswith("bn_")})
     fold_biases(sd, spec.folds, name)
     state = convert(sd, spec.pairs(sd, net), net.state_dict(), name)
@@ -187,7 +188,7 @@ def test_every_supported_name_is_a_registered_model_and_a_torchvision_model():
     names = set(entries())
     assert names <= set(list_models())
     assert {e.torchvision for e in entries().values()} <= set(torchvision.models.list_models())
-    assert set(RESNETS + VGGS + EFFICIENTNETS + ["inception_v3", "googlenet"]) == names
+    assert set(RESNETS + VGGS + EFFICIENTNETS + ["inception_v3", "googlenet", "alexnet_owt"]) == names
 
 
 def test_googlenet_refusal_states_torchvisions_actual_differences():
