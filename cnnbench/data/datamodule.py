@@ -224,6 +224,13 @@ class ImageDataModule(L.LightningDataModule):
         self.image_size = self._resolve_image_size()
         self.crop_pct = 1.0 if source.native_size is not None else self.info.crop_pct
         self.normalization = self._normalization()
+        if self.decode == "gpu" and self.native_size is None:
+            from cnnbench.data.gpu_decode import require_gpu, unsupported
+
+            reason = unsupported(self.aug)
+            if reason:
+                raise UserError(reason)
+            require_gpu()
         return self
 
     def _check_images(self, source: Source) -> None:
@@ -374,8 +381,15 @@ class ImageDataModule(L.LightningDataModule):
             sampler.resume = (int(self._resume["epoch"]), int(self._resume["batches"]) * int(self.cfg.batch_size))
             self._resume = None
         workers = int(self.cfg.num_workers)
+        collate = None
+        if self.decode == "gpu" and split.images is None:  # bytes + parameters; decoded in on_before_batch_transfer
+            from cnnbench.data.gpu_decode import GpuDecodeImages, collate
+
+            dataset = GpuDecodeImages(split, self.aug, self.image_size, self.crop_pct, self.seed if train else None,
+                                      train)
         return DataLoader(
             dataset,
+            collate_fn=collate,
             batch_size=int(self.cfg.batch_size),
             sampler=sampler,
             num_workers=workers,
@@ -387,6 +401,18 @@ class ImageDataModule(L.LightningDataModule):
             # global torch RNG (which a resumed run restores exactly)
             generator=torch.Generator().manual_seed(self.seed),
         )
+
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        """data.decode=gpu: decode and augment the batch on the run's device (cnnbench.data.gpu_decode)."""
+        if self.decode != "gpu" or not (isinstance(batch, (list, tuple)) and len(batch) == 3
+                                        and isinstance(batch[0], list)):
+            return batch
+        from cnnbench.data.gpu_decode import GpuAugment
+
+        trainer = getattr(self, "trainer", None)
+        training = trainer is not None and trainer.training
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cuda")
+        return GpuAugment(self.aug, self.image_size, train=training)(batch, device)
 
     # -- resume state (stored by Lightning in every checkpoint) -------------------------------------
     def state_dict(self) -> dict[str, int]:
