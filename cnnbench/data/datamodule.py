@@ -111,7 +111,7 @@ class AugmentedImages(Dataset):
 
                 logging.getLogger("cnnbench").warning("skipping unreadable image %s (data.on_bad_image=skip)", path)
                 continue
-            return torch.from_numpy(out).permute(2, 0, 1), int(label)
+            return torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1), int(label)  # HWC → CHW view
         raise BadImageError(f"no readable image in a split of {self.n} files")
 
     def _read_file(self, index: int) -> tuple[np.ndarray, int]:
