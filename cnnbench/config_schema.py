@@ -124,6 +124,8 @@ RULES: list[Rule] = [
     Rule("data.limit_test", optional(pos_int), "null or an integer >= 1"),
     Rule("data.on_bad_image", *code_choices("cnnbench.data.datamodule:ON_BAD_IMAGE")),
     Rule("data.mean_mode", *code_choices("cnnbench.data.datamodule:MEAN_MODES")),
+    Rule("data.decode", *code_choices("cnnbench.data.datamodule:DECODES")),
+    Rule("data.reduced_decode", one_of(True, False), "true or false"),
     Rule("trainer.max_epochs", lambda v: v is None or (_int(v) and v >= -1), "null, -1 or an integer >= 0"),
     Rule("trainer.max_steps", lambda v: v is None or (_int(v) and v >= -1), "-1 or an integer >= 0"),
     Rule("trainer.devices", _devices, "auto, -1, an integer >= 1 or a list of device indices"),

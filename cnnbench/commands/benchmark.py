@@ -257,6 +257,8 @@ class _Bench:
             plain = self.plain(train=True)
             ends, _ = plain.run(self.dm.train_dataloader(), self.warmup + self.steps, train=True)
             train_images_per_s = summarize(step_times(ends, self.warmup), self.batch)["images_per_s"]
+        if self.dm.train_split.images is None:
+            return self._run_data_files(train_images_per_s)
         rows = []
         with tempfile.TemporaryDirectory(prefix="cnnbench-jpeg-") as tmp:
             for source in b.sources:
@@ -284,6 +286,8 @@ class _Bench:
                         ips = _loader_rate(dm._loader(dm.train_split, train=True), self.warmup, self.steps)
                         rows.append({"source": source, "augmentation": str(aug), "workers": int(workers),
                                      "images_per_s": ips, "vs_train": ips / train_images_per_s})
+        if not rows:
+            raise UserError(f"benchmark.sources={list(b.sources)} measured nothing; valid choices: memory, jpeg")
         # the common per-mode keys describe the configured loader (this data/augmentation/num_workers)
         configured = [r for r in rows if r["source"] == ("memory" if self.dm.train_split.images is not None else
                                                           "jpeg") and r["augmentation"] == self.cfg.augmentation.name
@@ -294,6 +298,38 @@ class _Bench:
                 "ratio_vs_plain_loop": None, "train_images_per_s": train_images_per_s,
                 "ratio_vs_train": ips / train_images_per_s if ips else None, "loaders": rows,
                 "batch_size": self.batch, "torch_threads": torch.get_num_threads()}
+
+    def _run_data_files(self, train_images_per_s: float) -> dict[str, Any]:
+        """File-backed data: its own files through the paper train pipelines, the eval protocols and the
+        OpenCV reference rows (cnnbench.benchmarking.loaders)."""
+        from cnnbench.benchmarking.loaders import file_rows
+
+        b = self.cfg.benchmark
+        sources = [str(x) for x in b.sources]
+        for source in sources:
+            if source not in ("memory", "jpeg"):
+                raise UserError(f"benchmark.sources contains {source!r}; valid choices: memory, jpeg")
+        if "jpeg" not in sources:
+            raise UserError(f"benchmark.sources={sources} measures nothing on file-backed data "
+                            f"(data={self.cfg.data.name} has no in-memory copy); valid choices here: [jpeg]")
+        data_cfg = OmegaConf.to_container(self.cfg.data, resolve=True)
+        data_cfg.update(root=absolute(data_cfg["root"]), image_size=self.dm.image_size, val_split=0)
+        augmentations = [str(a) for a in b.get("file_augmentations", [])]
+        protocols = [int(c) for c in b.get("protocols", [])]
+        rows = file_rows(self, data_cfg, augmentations, [int(w) for w in b.workers], protocols,
+                         train_images_per_s, _augmentation)
+        if not rows:
+            raise UserError("benchmark.mode=data measured nothing; set benchmark.workers (e.g. [0, 1])")
+        configured = [r for r in rows if r["kind"] == "train" and r["augmentation"] == self.cfg.augmentation.name
+                      and r["workers"] == int(self.cfg.data.num_workers)]
+        ips = configured[0]["images_per_s"] if configured else None
+        return {"images_per_s": ips, "step_ms": 1e3 * self.batch / ips if ips else None,
+                "peak_mem_mb": round(peak_mem_mb(self.device), 1), "mfu": None, "plain_loop": None,
+                "ratio_vs_plain_loop": None, "train_images_per_s": train_images_per_s,
+                "ratio_vs_train": ips / train_images_per_s if ips else None, "loaders": rows,
+                "decode": self.dm.decode, "reduced_decode": bool(self.cfg.data.get("reduced_decode", True)),
+                "files": len(self.dm.train_split), "batch_size": self.batch, "torch_threads": 1,
+                "image_size": self.dm.image_size}
 
     # -- everything ----------------------------------------------------------------------------------
     def run(self, modes: list[str]) -> dict[str, Any]:
@@ -475,7 +511,19 @@ def _print(r: dict[str, Any]) -> None:
     if table.rows:
         console.print(table)
     data = r["modes"].get("data")
-    if data:
+    if data and data["loaders"] and "kind" in data["loaders"][0]:
+        t = Table(title=f"{data['files']} files, {data['image_size']}², batch {data['batch_size']}, decode="
+                        f"{data['decode']} — {r['model']} trains at {data['train_images_per_s']:,.0f} images/s")
+        for col in ("kind", "pipeline", "workers", "images/s", "images/s per core", "vs OpenCV reference",
+                    "× train"):
+            t.add_column(col, justify="right")
+        for row in data["loaders"]:
+            name = row["augmentation"] + (f" ({row['views_per_image']} views)" if row["views_per_image"] > 1 else "")
+            t.add_row(row["kind"], name, str(row["workers"]), f"{row['images_per_s']:,.0f}",
+                      f"{row['images_per_s_per_core']:,.0f}", f"{row['vs_reference']:.2f}",
+                      "—" if row["vs_train"] is None else f"{row['vs_train']:.1f}")
+        console.print(t)
+    elif data:
         t = Table(title=f"data loader alone vs train {data['train_images_per_s']:,.0f} images/s "
                         f"(batch {data['batch_size']}) — needs ≥ 2×")
         for col in ("source", "augmentation", "workers", "images/s", "× train"):

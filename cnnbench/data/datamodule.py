@@ -33,6 +33,10 @@ class ImageSizeError(UserError, ValueError):
 
 ON_BAD_IMAGE = ("skip", "error")  # data.on_bad_image (checked by cnnbench.config_schema)
 MEAN_MODES = ("channel", "pixel")  # data.mean_mode (checked by cnnbench.config_schema)
+# data.decode (checked by cnnbench.config_schema), for file-backed data: opencv = the fast path
+# (cnnbench.data.fastpath), pil = PIL decode + the albumentations pipeline on the whole image, gpu =
+# batched nvJPEG decode and the crop/flip/colour ops on the GPU (cnnbench.data.gpu_decode)
+DECODES = ("opencv", "pil", "gpu")
 PIXEL_MEAN_FILES = 10_000  # files averaged for a file-backed mean image (data.mean_mode=pixel)
 
 
@@ -62,8 +66,9 @@ def load_image_file(path: str) -> np.ndarray:
 class AugmentedImages(Dataset):
     """A split with an albumentations pipeline; item `k` is image `k mod N` in epoch `k div N`."""
 
-    def __init__(self, split: Split, transform, seed: int | None) -> None:
+    def __init__(self, split: Split, transform, seed: int | None, fast=None) -> None:
         self.split, self.transform, self.seed = split, transform, seed
+        self.fast = fast if split.images is None else None  # cnnbench.data.fastpath.FastPipeline
         self.n = len(split)
         self.substitutes: dict[int, int] = {}  # skip mode: a bad file found at first touch → a good one
         self.skip_bad = False
@@ -73,6 +78,8 @@ class AugmentedImages(Dataset):
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, int]:
         index, epoch = k % self.n, k // self.n
+        if self.fast is not None:
+            return self._fast_item(index, epoch)
         if self.split.images is not None:
             image, label = self.split.images[index], int(self.split.labels[index])
         else:
@@ -85,6 +92,27 @@ class AugmentedImages(Dataset):
             out = out[..., None]
         return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1))), label
 
+
+    def _generators(self, epoch: int, index: int) -> tuple[random.Random, np.random.Generator]:
+        s = _sample_seed(self.seed, epoch, index) if self.seed is not None else 0
+        return random.Random(s), np.random.Generator(np.random.PCG64(s))
+
+    def _fast_item(self, index: int, epoch: int) -> tuple[torch.Tensor, int]:
+        for attempt in range(self.n):
+            j = (index + attempt) % self.n
+            path, label = self.split.files[j]
+            py, gen = self._generators(epoch, index)
+            try:
+                out = self.fast(path, py, gen)
+            except BadImageError:
+                if not self.skip_bad:
+                    raise
+                import logging
+
+                logging.getLogger("cnnbench").warning("skipping unreadable image %s (data.on_bad_image=skip)", path)
+                continue
+            return torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1), int(label)  # HWC → CHW view
+        raise BadImageError(f"no readable image in a split of {self.n} files")
 
     def _read_file(self, index: int) -> tuple[np.ndarray, int]:
         # the scan at `load()` catches bad files up front; this guards files that change afterwards
@@ -196,6 +224,13 @@ class ImageDataModule(L.LightningDataModule):
         self.image_size = self._resolve_image_size()
         self.crop_pct = 1.0 if source.native_size is not None else self.info.crop_pct
         self.normalization = self._normalization()
+        if self.decode == "gpu" and self.native_size is None:
+            from cnnbench.data.gpu_decode import require_gpu, unsupported
+
+            reason = unsupported(self.aug)
+            if reason:
+                raise UserError(reason)
+            require_gpu()
         return self
 
     def _check_images(self, source: Source) -> None:
@@ -320,21 +355,41 @@ class ImageDataModule(L.LightningDataModule):
             return 0, 1
         return trainer.global_rank, trainer.world_size
 
+    @property
+    def decode(self) -> str:
+        return str(self.cfg.get("decode", "opencv"))
+
+    def _fast(self, train: bool):
+        """The fast CPU path for file-backed data (data.decode=opencv), None where it does not apply."""
+        if self.native_size is not None or self.decode != "opencv":
+            return None
+        from cnnbench.data.fastpath import fast_pipeline
+
+        return fast_pipeline(self.aug, self.image_size, self.native_size, self.crop_pct, train,
+                             reduced=bool(self.cfg.get("reduced_decode", True)))
+
     def _loader(self, split: Split, train: bool) -> DataLoader:
         rank, world = self._world()
         if train:
             transform = train_transform(self.aug, self.image_size, self.native_size, self.crop_pct)
         else:
             transform = eval_transform(self.image_size, self.native_size, self.crop_pct)
-        dataset = AugmentedImages(split, transform, self.seed if train else None)
+        dataset = AugmentedImages(split, transform, self.seed if train else None, fast=self._fast(train))
         dataset.skip_bad = self.cfg.get("on_bad_image", "error") == "skip"
         sampler = EpochSampler(len(split), self.seed, shuffle=train, rank=rank, world=world, even=train)
         if train and self._resume is not None:
             sampler.resume = (int(self._resume["epoch"]), int(self._resume["batches"]) * int(self.cfg.batch_size))
             self._resume = None
         workers = int(self.cfg.num_workers)
+        collate = None
+        if self.decode == "gpu" and split.images is None:  # bytes + parameters; decoded in on_before_batch_transfer
+            from cnnbench.data.gpu_decode import GpuDecodeImages, collate
+
+            dataset = GpuDecodeImages(split, self.aug, self.image_size, self.crop_pct, self.seed if train else None,
+                                      train)
         return DataLoader(
             dataset,
+            collate_fn=collate,
             batch_size=int(self.cfg.batch_size),
             sampler=sampler,
             num_workers=workers,
@@ -346,6 +401,18 @@ class ImageDataModule(L.LightningDataModule):
             # global torch RNG (which a resumed run restores exactly)
             generator=torch.Generator().manual_seed(self.seed),
         )
+
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        """data.decode=gpu: decode and augment the batch on the run's device (cnnbench.data.gpu_decode)."""
+        if self.decode != "gpu" or not (isinstance(batch, (list, tuple)) and len(batch) == 3
+                                        and isinstance(batch[0], list)):
+            return batch
+        from cnnbench.data.gpu_decode import GpuAugment
+
+        trainer = getattr(self, "trainer", None)
+        training = trainer is not None and trainer.training
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cuda")
+        return GpuAugment(self.aug, self.image_size, train=training)(batch, device)
 
     # -- resume state (stored by Lightning in every checkpoint) -------------------------------------
     def state_dict(self) -> dict[str, int]:

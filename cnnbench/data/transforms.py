@@ -82,7 +82,13 @@ class PCALighting(A.ImageOnlyTransform):
         offset = 255.0 * (self.eigvec @ (alphas * self.eigval))  # per RGB channel, on the 0-255 scale
         if img.shape[-1] == 1:
             offset = offset.mean(keepdims=True)
-        return np.clip(img.astype(np.float32) + offset.astype(np.float32), 0, 255).astype(np.uint8)
+        # clip(v + offset) truncated to uint8, as a per-channel lookup table on the uint8 image (the same
+        # float32 arithmetic on the 256 possible values instead of on every pixel)
+        values = np.arange(256, dtype=np.float32)[:, None]
+        table = np.clip(values + offset.astype(np.float32)[None, :], 0, 255).astype(np.uint8)
+        if img.shape[-1] == 3:
+            return cv2.LUT(np.ascontiguousarray(img), table.reshape(256, 1, 3))
+        return table[img, np.arange(img.shape[-1])]
 
     def get_transform_init_args_names(self):
         return ("alpha",)
@@ -137,6 +143,21 @@ def eval_transform(image_size: int, native_size: int | None, crop_pct: float) ->
     )
 
 
+def _policy(aug) -> list:
+    policy = aug.get("auto_augment") or "none"
+    if policy == "none":
+        return []
+    if policy == "v0":
+        return [AutoAugmentV0()]
+    return [TorchvisionPolicy(policy)]
+
+
+def post_crop_steps(aug) -> list:
+    """What a crop-based train pipeline runs after its crop, in order: flip, photometric ops, AutoAugment."""
+    flip = [A.HorizontalFlip(p=0.5)] if aug.get("hflip", False) else []
+    return flip + _colour(aug) + (_policy(aug) if aug.name == "efficientnet" else [])
+
+
 def train_transform(aug, image_size: int, native_size: int | None, crop_pct: float) -> A.Compose:
     name = aug.name
     flip = [A.HorizontalFlip(p=0.5)] if aug.get("hflip", False) else []
@@ -155,19 +176,8 @@ def train_transform(aug, image_size: int, native_size: int | None, crop_pct: flo
             ]
             + flip
         )
-    if name == "random_resized_crop":
-        return A.Compose([_random_resized_crop(aug, image_size)] + flip + _colour(aug))
+    if name in ("random_resized_crop", "googlenet", "inception", "efficientnet"):
+        return A.Compose([_random_resized_crop(aug, image_size)] + post_crop_steps(aug))
     if name in ("scale_jitter", "resnet_imagenet", "vgg"):
-        return A.Compose(_scale_jitter(aug, image_size) + flip + _colour(aug))
-    if name in ("googlenet", "inception"):
-        return A.Compose([_random_resized_crop(aug, image_size)] + flip + _colour(aug))
-    if name == "efficientnet":
-        policy = aug.get("auto_augment") or "none"
-        if policy == "none":
-            extra = []
-        elif policy == "v0":
-            extra = [AutoAugmentV0()]
-        else:
-            extra = [TorchvisionPolicy(policy)]
-        return A.Compose([_random_resized_crop(aug, image_size)] + flip + extra)
+        return A.Compose(_scale_jitter(aug, image_size) + post_crop_steps(aug))
     raise ConfigError(f"unknown augmentation {name!r}; valid choices: {', '.join(AUGMENTATIONS)}")

@@ -99,3 +99,39 @@ def test_benchmark_console_script_smoke(tmp_path):
                           f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
     assert "benchmark.mode='walk'; valid choices: train, infer, data, eval" in run.stderr
+
+
+def _photo_cfg(root, extra=()):
+    return compose_cfg("benchmark", FAST + ["data=imagefolder", f"data.root={root}", "model=resnet20",
+                                            "augmentation=random_resized_crop", "data.batch_size=4",
+                                            "benchmark.mode=data", "benchmark.warmup=1", "benchmark.steps=2",
+                                            "benchmark.matmul_size=128", "benchmark.workers=[0]", *extra])
+
+
+def test_benchmark_data_mode_on_imagefolder_rows(tmp_path, photo_imagefolder):
+    """The dataset's own files through the paper pipelines and eval protocols, beside the OpenCV reference."""
+    from cnnbench.commands.benchmark import benchmark
+
+    cfg = _photo_cfg(photo_imagefolder, ["benchmark.file_augmentations=[random_resized_crop,resnet_imagenet]",
+                                         "benchmark.protocols=[1,10]"])
+    out = benchmark(cfg, run_dir=tmp_path)["modes"]["data"]
+    names = [(r["kind"], r["augmentation"]) for r in out["loaders"]]
+    assert names == [("reference", "opencv_reference"), ("reference", "opencv_decode"),
+                     ("train", "random_resized_crop"), ("train", "resnet_imagenet"), ("eval", "1 crop"),
+                     ("eval", "10 crops")]
+    assert {r["source"] for r in out["loaders"]} == {"files"} and out["files"] == 12
+    ref = out["loaders"][0]
+    assert ref["vs_reference"] == 1.0
+    for row in out["loaders"]:
+        assert _finite_positive(row["images_per_s"]) and row["images_per_s_per_core"] == row["images_per_s"]
+        assert row["vs_reference"] == pytest.approx(row["images_per_s_per_core"] / ref["images_per_s_per_core"])
+        assert row["vs_train"] == pytest.approx(row["images_per_s"] / out["train_images_per_s"])
+    assert out["loaders"][-1]["views_per_image"] == 10
+    assert out["images_per_s"] == out["loaders"][2]["images_per_s"]  # the configured pipeline, 0 workers
+
+
+def test_benchmark_data_mode_without_rows_is_an_error(tmp_path, photo_imagefolder):
+    from cnnbench.commands.benchmark import benchmark
+
+    with pytest.raises(UserError, match=r"measures nothing on file-backed data .*valid choices here: \[jpeg\]"):
+        benchmark(_photo_cfg(photo_imagefolder, ["benchmark.sources=[memory]"]), run_dir=tmp_path)

@@ -1,0 +1,158 @@
+"""`cnnbench benchmark benchmark.mode=data` on file-backed (ImageFolder) data: the dataset's own files through
+each paper train pipeline, the eval protocols (1, 10 and 144 crops), and the reference rows, per worker count
+(docs/performance.md, "ImageNet-scale input pipeline").
+
+Reference rows, on the same files and batches: `opencv_reference` = OpenCV decode of the whole JPEG +
+albumentations RandomResizedCrop 224 (area 8–100 %, aspect 3/4–4/3) + horizontal flip, the decode-bound rate a
+pipeline is compared with (`vs_reference`: per-core rate over the reference's per-core rate at the same worker
+count); `opencv_decode` = the decode alone.
+"""
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+PAPER_TRAIN_PIPELINES = ("resnet_imagenet", "random_resized_crop", "inception", "efficientnet", "googlenet", "vgg")
+EVAL_PROTOCOLS = (1, 10, 144)
+
+
+class ReferenceImages(Dataset):
+    """OpenCV decode + RandomResizedCrop + flip (or the decode alone) over a list of files."""
+
+    def __init__(self, files: list[tuple[str, int]], size: int, crop: bool = True) -> None:
+        import albumentations as A
+
+        self.files, self.crop = files, crop
+        self.transform = A.Compose([A.RandomResizedCrop(size=(size, size), scale=(0.08, 1.0), ratio=(0.75, 4 / 3)),
+                                    A.HorizontalFlip(p=0.5)])
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        import cv2
+
+        from cnnbench.data.fastpath import load_rgb
+
+        path, label = self.files[i]
+        img = load_rgb(path)
+        if not self.crop:
+            return torch.from_numpy(cv2.resize(img, (8, 8))).permute(2, 0, 1), label  # decode only (tiny batch)
+        self.transform.set_random_state(np.random.Generator(np.random.PCG64(i)), random.Random(i))
+        return torch.from_numpy(self.transform(image=img)["image"]).permute(2, 0, 1), label
+
+
+class ProtocolViews(Dataset):
+    """The views of one eval protocol (cnnbench.evaluation's ViewPlan) of each file, decoded by the fast path."""
+
+    def __init__(self, files: list[tuple[str, int]], plan) -> None:
+        self.files, self.plan = files, plan
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        from cnnbench.data.fastpath import load_rgb
+
+        path, label = self.files[i]
+        groups = self.plan.build(load_rgb(path))
+        return groups, label
+
+
+def _collate_views(items):
+    return [g for g, _ in items], torch.tensor([label for _, label in items])
+
+
+def loader_rate(make_loader, warmup: int, steps: int) -> tuple[float, int]:
+    """(images/s, images) a loader delivers over `steps` batches after `warmup` batches; the loader is restarted
+    (a new epoch) when a small dataset runs out."""
+    images, start, seen = 0, None, 0
+    while seen <= warmup + steps:
+        count = 0
+        for x, _ in make_loader():
+            count += 1
+            if seen == warmup:
+                start = time.perf_counter()
+            elif seen > warmup:
+                images += len(x)
+            seen += 1
+            if seen > warmup + steps:
+                break
+        if count == 0:
+            break
+    if start is None or images == 0:
+        from cnnbench.errors import UserError
+
+        raise UserError("the data loader gave no batches to time; lower benchmark.warmup/steps or add images")
+    return images / (time.perf_counter() - start), images
+
+
+def _loader(dataset, batch: int, workers: int, collate=None) -> DataLoader:
+    from cnnbench.data.datamodule import _limit_worker_threads
+
+    return DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=workers, collate_fn=collate,
+                      worker_init_fn=_limit_worker_threads, persistent_workers=False)
+
+
+def file_rows(bench, data_cfg: dict[str, Any], augmentations: list[str], workers_list: list[int],
+              protocols: list[int], train_images_per_s: float | None, augmentation_config) -> list[dict[str, Any]]:
+    """Every row of the file-backed data benchmark; the main process is held to one OpenCV/torch thread like a
+    loader worker, so that `workers=0` is one core too."""
+    import cv2
+    from omegaconf import OmegaConf
+
+    from cnnbench.data import ImageDataModule
+    from cnnbench.evaluation.engine import ViewPlan, reference_size
+    from cnnbench.training.module import model_kwargs
+
+    cfg, dm = bench.cfg, bench.dm
+    batch, warmup, steps = bench.batch, bench.warmup, bench.steps
+    size = dm.image_size
+    files = list(dm.train_split.files)
+    threads = cv2.getNumThreads(), torch.get_num_threads()
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    rows: list[dict[str, Any]] = []
+    kwargs = model_kwargs(OmegaConf.to_container(cfg.model, resolve=True))
+
+    def module(aug: str, workers: int) -> ImageDataModule:
+        return ImageDataModule({**data_cfg, "num_workers": int(workers), "persistent_workers": False},
+                               augmentation_config(aug), cfg.model.name, seed=int(cfg.seed), model_kwargs=kwargs).load()
+
+    def add(kind: str, name: str, workers: int, make, views: int = 1) -> None:
+        ips, _ = loader_rate(make, warmup, steps)
+        rows.append({"source": "files", "kind": kind, "augmentation": name, "workers": workers,
+                     "images_per_s": ips, "images_per_s_per_core": ips / max(1, workers),
+                     "views_per_image": views, "vs_train": ips / train_images_per_s if train_images_per_s else None})
+
+    try:
+        for workers in workers_list:
+            add("reference", "opencv_reference", workers,
+                lambda w=workers: _loader(ReferenceImages(files, size), batch, w))
+            add("reference", "opencv_decode", workers,
+                lambda w=workers: _loader(ReferenceImages(files, size, crop=False), batch, w))
+            for aug in augmentations:
+                adm = module(str(aug), workers)
+                add("train", str(aug), workers, lambda adm=adm: adm._loader(adm.train_split, train=True))
+            for crops in protocols:
+                if crops == 1:
+                    edm = module("none", workers)
+                    add("eval", "1 crop", workers, lambda edm=edm: edm._loader(edm.train_split, train=False))
+                    continue
+                plan = ViewPlan(image_size=size, crop_pct=dm.crop_pct, native_size=None,
+                                reference=reference_size(cfg.model.name), crops=int(crops))
+                add("eval", f"{crops} crops", workers,
+                    lambda w=workers, plan=plan: _loader(ProtocolViews(files, plan), batch, w, _collate_views),
+                    views=plan.views_per_image())
+    finally:
+        cv2.setNumThreads(threads[0])
+        torch.set_num_threads(threads[1])
+    reference = {r["workers"]: r["images_per_s_per_core"] for r in rows if r["augmentation"] == "opencv_reference"}
+    for r in rows:
+        r["vs_reference"] = r["images_per_s_per_core"] / reference[r["workers"]]
+    return rows
