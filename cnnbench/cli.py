@@ -139,10 +139,19 @@ def _precheck(command: str, args: list[str]) -> None:
     overrides = [a for a in args if not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
     try:
         with initialize_config_dir(config_dir=conf_dir(), version_base="1.3", job_name=command):
-            compose(config_name=command, overrides=overrides)
+            cfg = compose(config_name=command, overrides=overrides)
     except HydraException as err:
         print(f"cnnbench {command}: error: {_config_error(command, err, overrides)}", file=sys.stderr, flush=True)
         sys.exit(2)
+    if command == "train":  # a device request this machine cannot meet: before Hydra makes a run dir
+        from cnnbench.errors import UserError
+        from cnnbench.hardware import check_devices
+
+        try:
+            check_devices(cfg)
+        except UserError as err:
+            print(f"cnnbench {command}: error: {err}", file=sys.stderr, flush=True)
+            sys.exit(2)
 
 
 def main(argv: list[str] | None = None) -> None:
