@@ -144,7 +144,9 @@ def build_strategy(cfg: DictConfig) -> Any:
 
 
 def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
-    """run_dir/metrics.csv always; a W&B run too with `logger=wandb`."""
+    """run_dir/metrics.csv always; a W&B run too with `logger=wandb` — one per job: in a multirun it is named
+    after the job (`run_name` or the job number) and grouped by the sweep dir, and `train` finishes it when
+    the job ends (`cnnbench.training.loggers.finish_loggers`), so the next job starts its own run."""
     from cnnbench.training.loggers import RunDirCSVLogger
 
     loggers: list = [RunDirCSVLogger(str(run_dir))]
@@ -152,14 +154,29 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
         from lightning.pytorch.loggers import WandbLogger
 
         w = cfg.logger.wandb
+        name, group = cfg.get("run_name") or run_dir.name, w.get("group")
+        sweep = _sweep_job()
+        if sweep is not None:
+            sweep_dir, job = sweep
+            name, group = cfg.get("run_name") or f"job{job}", group or sweep_dir
         loggers.append(
             WandbLogger(
-                project=w.project, entity=w.entity, save_dir=str(run_dir), mode=w.mode,
-                name=cfg.get("run_name") or run_dir.name, tags=list(w.tags or []),
-                config=OmegaConf.to_container(cfg, resolve=True),
+                project=w.project, entity=w.entity, save_dir=str(run_dir), mode=w.mode, name=name, group=group,
+                tags=list(w.tags or []), config=OmegaConf.to_container(cfg, resolve=True),
             )
         )
     return loggers
+
+
+def _sweep_job() -> tuple[str, int] | None:
+    """(sweep dir, job number) inside a Hydra multirun, else None."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    hc = HydraConfig.get()
+    return str(hc.sweep.dir), int(hc.job.num)
 
 
 def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> list:

@@ -29,6 +29,7 @@ from cnnbench.runtime import (
     write_json,
 )
 from cnnbench.training.callbacks import NonFiniteLoss, NonFiniteLossError, Preemption
+from cnnbench.training.loggers import finish_loggers
 from cnnbench.training.module import ClassificationModule
 
 log = logging.getLogger("cnnbench")
@@ -104,12 +105,17 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, callbacks: list | 
     ckpt_path = _prepare(cfg, run_dir, dm, module)             # 2. init_from, resume point, run-dir checks
     has_val = dm.val_split is not None and len(dm.val_split) > 0
     trainer = build_trainer(cfg, run_dir, callbacks=list(callbacks or []), has_val=has_val)  # 3. the trainer
-    outcome = _fit_and_test(cfg, trainer, module, dm, ckpt_path, run_dir)  # 4. fit, then test the best weights
-    results = _results(cfg, trainer, dm, module, outcome, ckpt_path, run_dir, start)  # 5. results.json
-    results["hardware"] = hardware
-    if trainer.is_global_zero:
-        write_json(run_dir / "results.json", results)
-        _report(results, outcome.stopped)
+    failed = True
+    try:
+        outcome = _fit_and_test(cfg, trainer, module, dm, ckpt_path, run_dir)  # 4. fit, then test the best weights
+        results = _results(cfg, trainer, dm, module, outcome, ckpt_path, run_dir, start)  # 5. results.json
+        results["hardware"] = hardware
+        if trainer.is_global_zero:
+            write_json(run_dir / "results.json", results)
+            _report(results, outcome.stopped)
+        failed = False
+    finally:
+        finish_loggers(trainer.loggers, failed)  # one W&B run per job, also when the job fails
     return results
 
 
