@@ -143,6 +143,8 @@ def _precheck(command: str, args: list[str]) -> None:
     except HydraException as err:
         print(f"cnnbench {command}: error: {_config_error(command, err, overrides)}", file=sys.stderr, flush=True)
         sys.exit(2)
+    if command == "eval":  # argument errors before torch loads and before Hydra makes a run dir
+        _precheck_eval(cfg, args)
     if command == "train":  # a device request this machine cannot meet: before Hydra makes a run dir
         from cnnbench.errors import UserError
         from cnnbench.hardware import check_devices
@@ -152,6 +154,27 @@ def _precheck(command: str, args: list[str]) -> None:
         except UserError as err:
             print(f"cnnbench {command}: error: {err}", file=sys.stderr, flush=True)
             sys.exit(2)
+
+
+def _precheck_eval(cfg, args: list[str]) -> None:
+    """Bare `cnnbench eval`: the newest finished training run's checkpoint, appended as `ckpt_path=`; bad
+    values (crops, split, a missing checkpoint) as one line — all before torch and Lightning load."""
+    from cnnbench.config_schema import validate
+    from cnnbench.errors import UserError
+    from cnnbench.run import checkpoint_paths, latest_finished_run
+
+    try:
+        validate(cfg)
+        if cfg.get("ckpt_path") is None:
+            run_dir, ckpt = latest_finished_run([str(r) for r in cfg.eval.latest_from])
+            print(f"cnnbench eval: ckpt_path not given — using {ckpt} (newest finished run {run_dir})", flush=True)
+            args.append(f"ckpt_path={ckpt}")
+        for path in checkpoint_paths(cfg.ckpt_path if cfg.get("ckpt_path") is not None else args[-1].split("=", 1)[1]):
+            if not Path(path).is_file():
+                raise UserError(f"ckpt_path={path}: no such file")
+    except UserError as err:
+        print(f"cnnbench eval: error: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -172,8 +195,9 @@ def main(argv: list[str] | None = None) -> None:
         args = [command, f"analysis={args[1]}", *args[2:]]  # `cnnbench analyze <name>` ≡ analysis=<name>
     import cnnbench.runtime  # noqa: F401  (resolvers used by the configs)
 
-    _precheck(command, args[1:])
-    sys.argv = [sys.argv[0], *args[1:]]  # Hydra parses the rest of the line
+    rest = args[1:]
+    _precheck(command, rest)  # may add ckpt_path= (bare `cnnbench eval`)
+    sys.argv = [sys.argv[0], *rest]  # Hydra parses the rest of the line
     try:
         _run(command)
     finally:

@@ -190,10 +190,11 @@ COMBINATIONS: list[Callable[[DictConfig], str | None]] = [_model_minimum, _backe
 def problems(cfg: DictConfig) -> list[str]:
     """Every rule the config breaks, one line each (empty: valid)."""
     found = []
+    from_checkpoint = OmegaConf.select(cfg, "data.name", default=None) == "checkpoint"  # eval without data=
     for rule in RULES:
         value = OmegaConf.select(cfg, rule.key, default=_MISSING)
-        if value is _MISSING:
-            continue
+        if value is _MISSING or (from_checkpoint and value is None and rule.key.startswith("data.")):
+            continue  # eval without data=: a null data.<key> is the checkpoint's value (checked when merged)
         if not rule.check(value):
             found.append(f"{rule.key}={_show(value)} is invalid; valid: {rule.valid_text()}")
     if not found:  # combinations assume the single values are sound
