@@ -156,6 +156,34 @@ def _precheck(command: str, args: list[str]) -> None:
             sys.exit(2)
 
 
+def trainer_args(args: list[str]) -> list[str]:
+    """`trainer.<name>=…` passes any `lightning.Trainer` argument, as the README says: each becomes
+    `++trainer.<name>=…` (set or add) so it needs no `+`; a name Trainer does not take is one line with the
+    closest names (exit 2). Lightning is imported only when the line has such an argument."""
+    import re
+
+    pattern = re.compile(r"^trainer\.([A-Za-z_][A-Za-z0-9_]*)=")
+    if not any(pattern.match(a) for a in args):
+        return args
+    import difflib
+    import inspect
+
+    from lightning.pytorch import Trainer
+
+    names = [p for p in inspect.signature(Trainer.__init__).parameters if p != "self"]
+    out = []
+    for arg in args:
+        match = pattern.match(arg)
+        if match and match.group(1) not in names:
+            close = difflib.get_close_matches(match.group(1), names, n=3, cutoff=0.6)
+            hint = f"; closest: {', '.join(close)}" if close else ""
+            print(f"cnnbench: error: trainer.{match.group(1)} is not an argument of lightning.Trainer{hint} "
+                  "(cnnbench passes trainer.<name>=… straight to it)", file=sys.stderr, flush=True)
+            sys.exit(2)
+        out.append(f"++{arg}" if match else arg)
+    return out
+
+
 def _precheck_eval(cfg, args: list[str]) -> None:
     """Bare `cnnbench eval`: the newest finished training run's checkpoint, appended as `ckpt_path=`; bad
     values (crops, split, a missing checkpoint) as one line — all before torch and Lightning load."""
@@ -195,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         args = [command, f"analysis={args[1]}", *args[2:]]  # `cnnbench analyze <name>` ≡ analysis=<name>
     import cnnbench.runtime  # noqa: F401  (resolvers used by the configs)
 
-    rest = args[1:]
+    rest = trainer_args(args[1:])
     _precheck(command, rest)  # may add ckpt_path= (bare `cnnbench eval`)
     sys.argv = [sys.argv[0], *rest]  # Hydra parses the rest of the line
     try:
