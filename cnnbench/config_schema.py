@@ -184,7 +184,19 @@ def _backend_matches_accelerator(cfg: DictConfig) -> str | None:
     return None
 
 
-COMBINATIONS: list[Callable[[DictConfig], str | None]] = [_model_minimum, _backend_matches_accelerator]
+def _optimized_metric_is_produced(cfg: DictConfig) -> str | None:
+    """A search (hparams_search=…) optimising a validation metric needs a validation split, or every trial
+    returns nothing and the study fails only at its end."""
+    metric = OmegaConf.select(cfg, "optimized_metric", default=None)
+    split = OmegaConf.select(cfg, "data.val_split", default=_MISSING)
+    if isinstance(metric, str) and metric.startswith("val/") and split in (0, 0.0, None):
+        return (f"optimized_metric={metric} is only produced with a validation split, but data.val_split={split}; "
+                "set data.val_split=<count or fraction> (e.g. data.val_split=5000) or optimized_metric=test/acc1")
+    return None
+
+
+COMBINATIONS: list[Callable[[DictConfig], str | None]] = [_model_minimum, _backend_matches_accelerator,
+                                                         _optimized_metric_is_produced]
 
 
 def problems(cfg: DictConfig) -> list[str]:

@@ -72,6 +72,13 @@ def write_summary(sweep_dir: Path) -> list[dict[str, Any]]:
     print("\n".join(lines), flush=True)
     if best:
         print(best, flush=True)
+    optuna = sweep_dir / "optimization_results.yaml"  # written by the Optuna sweeper (hparams_search=…)
+    if optuna.is_file():
+        from omegaconf import OmegaConf
+
+        found = OmegaConf.load(optuna)
+        params = " ".join(f"{k}={v}" for k, v in (found.get("best_params") or {}).items())
+        print(f"best parameters ({optuna.name}): {params} → {found.get('best_value')}", flush=True)
     return rows
 
 

@@ -76,3 +76,22 @@ def test_summary_prints_one_line_per_job_with_the_keys_that_differ(tmp_path, cap
     md = (tmp_path / "summary.md").read_text()
     assert "| job | optimizer.lr | test/acc1 | val/acc1 | wall_s |" in md
     assert "model=resnet20" in (tmp_path / "summary.csv").read_text()  # full overrides stay in the CSV
+
+
+def test_optuna_search_refuses_a_recipe_without_validation_split():
+    from cnnbench.config_schema import problems
+    from tests.helpers import compose_cfg
+
+    cfg = compose_cfg("train", ["hparams_search=optuna_lr_wd", "experiment=resnet_cifar", "data.val_split=0"])
+    assert any("optimized_metric=val/acc1 is only produced with a validation split" in p for p in problems(cfg))
+    cfg = compose_cfg("train", ["hparams_search=optuna_lr_wd", "data.val_split=5000"])
+    assert not [p for p in problems(cfg) if "optimized_metric" in p]
+
+
+def test_summary_prints_optunas_best_parameters(tmp_path, capsys):
+    (tmp_path / "0").mkdir()
+    (tmp_path / "0" / "results.json").write_text(json.dumps({"model": "m", "val/acc1": 0.5}))
+    (tmp_path / "optimization_results.yaml").write_text(
+        "name: optuna\nbest_params:\n  optimizer.lr: 0.05\nbest_value: 0.5\n")
+    write_summary(tmp_path)
+    assert "best parameters (optimization_results.yaml): optimizer.lr=0.05 → 0.5" in capsys.readouterr().out
