@@ -199,7 +199,7 @@ def _precheck_eval(cfg, args: list[str]) -> None:
             args.append(f"ckpt_path={ckpt}")
         for path in checkpoint_paths(cfg.ckpt_path if cfg.get("ckpt_path") is not None else args[-1].split("=", 1)[1]):
             if not Path(path).is_file():
-                raise UserError(f"ckpt_path={path}: no such file")
+                raise UserError(f"checkpoint not found: {path} (ckpt_path=)")
     except UserError as err:
         print(f"cnnbench eval: error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)

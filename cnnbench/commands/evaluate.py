@@ -52,16 +52,21 @@ def _plans(members: list, ev: DictConfig, crops: int, forced_size: int | None, n
                                                      native_size))
 
 
-def evaluate(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
-    start = time.time()
-    run_dir = resolve_run_dir(run_dir)
-    crops = cfg.get("crops", 1)  # checked against CROP_CHOICES by make_plan
-    if not cfg.get("ckpt_path"):  # bare `cnnbench eval`: the newest finished training run (the CLI did this first)
+def _checkpoints(cfg: DictConfig) -> list[str]:
+    """ckpt_path, or for bare `cnnbench eval` the newest finished training run's (the CLI does this first)."""
+    if not cfg.get("ckpt_path"):
         found, ckpt = latest_finished_run([str(r) for r in cfg.eval.get("latest_from") or ["outputs", "multirun"]])
         print(f"cnnbench eval: ckpt_path not given — using {ckpt} (newest finished run {found})", flush=True)
         with open_dict(cfg):
             cfg.ckpt_path = ckpt
-    paths = checkpoint_paths(cfg.get("ckpt_path"))
+    return checkpoint_paths(cfg.get("ckpt_path"))
+
+
+def evaluate(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
+    start = time.time()
+    run_dir = resolve_run_dir(run_dir)
+    crops = cfg.get("crops", 1)  # checked against CROP_CHOICES by make_plan
+    paths = _checkpoints(cfg)
     split = cfg.get("split", "test")
     if split not in ("test", "val"):
         raise UserError(f"split={split!r}; valid choices: test, val")
