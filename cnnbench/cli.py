@@ -139,9 +139,69 @@ def _precheck(command: str, args: list[str]) -> None:
     overrides = [a for a in args if not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
     try:
         with initialize_config_dir(config_dir=conf_dir(), version_base="1.3", job_name=command):
-            compose(config_name=command, overrides=overrides)
+            cfg = compose(config_name=command, overrides=overrides)
     except HydraException as err:
         print(f"cnnbench {command}: error: {_config_error(command, err, overrides)}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    if command == "eval":  # argument errors before torch loads and before Hydra makes a run dir
+        _precheck_eval(cfg, args)
+    if command == "train":  # a device request this machine cannot meet: before Hydra makes a run dir
+        from cnnbench.errors import UserError
+        from cnnbench.hardware import check_devices
+
+        try:
+            check_devices(cfg)
+        except UserError as err:
+            print(f"cnnbench {command}: error: {err}", file=sys.stderr, flush=True)
+            sys.exit(2)
+
+
+def trainer_args(args: list[str]) -> list[str]:
+    """`trainer.<name>=…` passes any `lightning.Trainer` argument, as the README says: each becomes
+    `++trainer.<name>=…` (set or add) so it needs no `+`; a name Trainer does not take is one line with the
+    closest names (exit 2). Lightning is imported only when the line has such an argument."""
+    import re
+
+    pattern = re.compile(r"^trainer\.([A-Za-z_][A-Za-z0-9_]*)=")
+    if not any(pattern.match(a) for a in args):
+        return args
+    import difflib
+    import inspect
+
+    from lightning.pytorch import Trainer
+
+    names = [p for p in inspect.signature(Trainer.__init__).parameters if p != "self"]
+    out = []
+    for arg in args:
+        match = pattern.match(arg)
+        if match and match.group(1) not in names:
+            close = difflib.get_close_matches(match.group(1), names, n=3, cutoff=0.6)
+            hint = f"; closest: {', '.join(close)}" if close else ""
+            print(f"cnnbench: error: trainer.{match.group(1)} is not an argument of lightning.Trainer{hint} "
+                  "(cnnbench passes trainer.<name>=… straight to it)", file=sys.stderr, flush=True)
+            sys.exit(2)
+        out.append(f"++{arg}" if match else arg)
+    return out
+
+
+def _precheck_eval(cfg, args: list[str]) -> None:
+    """Bare `cnnbench eval`: the newest finished training run's checkpoint, appended as `ckpt_path=`; bad
+    values (crops, split, a missing checkpoint) as one line — all before torch and Lightning load."""
+    from cnnbench.config_schema import validate
+    from cnnbench.errors import UserError
+    from cnnbench.run import checkpoint_paths, latest_finished_run
+
+    try:
+        validate(cfg)
+        if cfg.get("ckpt_path") is None:
+            run_dir, ckpt = latest_finished_run([str(r) for r in cfg.eval.latest_from])
+            print(f"cnnbench eval: ckpt_path not given — using {ckpt} (newest finished run {run_dir})", flush=True)
+            args.append(f"ckpt_path={ckpt}")
+        for path in checkpoint_paths(cfg.ckpt_path if cfg.get("ckpt_path") is not None else args[-1].split("=", 1)[1]):
+            if not Path(path).is_file():
+                raise UserError(f"checkpoint not found: {path} (ckpt_path=)")
+    except UserError as err:
+        print(f"cnnbench eval: error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
 
 
@@ -163,8 +223,9 @@ def main(argv: list[str] | None = None) -> None:
         args = [command, f"analysis={args[1]}", *args[2:]]  # `cnnbench analyze <name>` ≡ analysis=<name>
     import cnnbench.runtime  # noqa: F401  (resolvers used by the configs)
 
-    _precheck(command, args[1:])
-    sys.argv = [sys.argv[0], *args[1:]]  # Hydra parses the rest of the line
+    rest = trainer_args(args[1:])
+    _precheck(command, rest)  # may add ckpt_path= (bare `cnnbench eval`)
+    sys.argv = [sys.argv[0], *rest]  # Hydra parses the rest of the line
     try:
         _run(command)
     finally:

@@ -186,16 +186,29 @@ def _backend_matches_accelerator(cfg: DictConfig) -> str | None:
     return None
 
 
-COMBINATIONS: list[Callable[[DictConfig], str | None]] = [_model_minimum, _backend_matches_accelerator]
+def _optimized_metric_is_produced(cfg: DictConfig) -> str | None:
+    """A search (hparams_search=…) optimising a validation metric needs a validation split, or every trial
+    returns nothing and the study fails only at its end."""
+    metric = OmegaConf.select(cfg, "optimized_metric", default=None)
+    split = OmegaConf.select(cfg, "data.val_split", default=_MISSING)
+    if isinstance(metric, str) and metric.startswith("val/") and split in (0, 0.0, None):
+        return (f"optimized_metric={metric} is only produced with a validation split, but data.val_split={split}; "
+                "set data.val_split=<count or fraction> (e.g. data.val_split=5000) or optimized_metric=test/acc1")
+    return None
+
+
+COMBINATIONS: list[Callable[[DictConfig], str | None]] = [_model_minimum, _backend_matches_accelerator,
+                                                         _optimized_metric_is_produced]
 
 
 def problems(cfg: DictConfig) -> list[str]:
     """Every rule the config breaks, one line each (empty: valid)."""
     found = []
+    from_checkpoint = OmegaConf.select(cfg, "data.name", default=None) == "checkpoint"  # eval without data=
     for rule in RULES:
         value = OmegaConf.select(cfg, rule.key, default=_MISSING)
-        if value is _MISSING:
-            continue
+        if value is _MISSING or (from_checkpoint and value is None and rule.key.startswith("data.")):
+            continue  # eval without data=: a null data.<key> is the checkpoint's value (checked when merged)
         if not rule.check(value):
             found.append(f"{rule.key}={_show(value)} is invalid; valid: {rule.valid_text()}")
     if not found:  # combinations assume the single values are sound

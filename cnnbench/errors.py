@@ -35,6 +35,8 @@ def exit_code(err: BaseException) -> int | None:
         return err.exit_code
     if isinstance(err, OmegaConfBaseException):
         return 2
+    if any(c.__name__ == "MisconfigurationException" for c in type(err).__mro__):  # Lightning: a bad Trainer setting
+        return 2
     return None
 
 

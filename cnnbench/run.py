@@ -92,10 +92,68 @@ def build_module(cfg: DictConfig, dm, lr: float | None = None):
     return ClassificationModule(
         model=model_config(cfg), num_classes=dm.num_classes, in_chans=dm.in_chans, normalization=dm.normalization,
         classes=dm.classes, image_size=dm.image_size, crop_pct=dm.crop_pct, data_name=str(cfg.data.name),
+        data_config=data_record(cfg),
         optimizer=optimizer_cfg, schedule=OmegaConf.to_container(cfg.schedule, resolve=True),
         loss=OmegaConf.to_container(cfg.loss, resolve=True), lr=lr,
         channels_last=bool(cfg.hardware.get("channels_last", False)),
     )
+
+
+DATA_RECORD_KEYS = ("name", "root", "image_size", "in_chans", "val_split", "mean_mode", "num_classes")
+
+
+def data_record(cfg: DictConfig) -> dict[str, Any]:
+    """The data config a checkpoint records, so that `eval` without `data=` reads the same dataset."""
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    return {k: data[k] for k in DATA_RECORD_KEYS if k in data}  # type: ignore[index]
+
+
+def latest_finished_run(roots: list[str]) -> tuple[Path, str]:
+    """(run dir, checkpoint) of the newest training run under `roots` that finished (results.json with a
+    checkpoint, not stopped early); a one-line error when there is none."""
+    candidates = []
+    for root in roots:
+        for results in Path(absolute(root)).rglob("results.json"):
+            try:
+                import json
+
+                data = json.loads(results.read_text())
+            except (OSError, ValueError):
+                continue
+            ckpt = data.get("checkpoint")
+            if ckpt and not data.get("stopped") and Path(ckpt).is_file():
+                candidates.append((results.stat().st_mtime, results.parent, str(ckpt)))
+    if not candidates:
+        raise UserError(f"ckpt_path is not given and no finished training run was found under {', '.join(roots)}; "
+                        "pass ckpt_path=path/to.ckpt (or eval.latest_from=<dir of runs>)")
+    _, run_dir, ckpt = max(candidates)
+    return run_dir, ckpt
+
+
+def data_for_checkpoint(cfg: DictConfig, record: dict[str, Any]) -> tuple[DictConfig, str]:
+    """The data config eval/analyze use for a checkpoint, and one line saying where it came from.
+
+    `data.name=checkpoint` (no `data=` given): the dataset group the checkpoint recorded, with its recorded
+    values (root, image size, validation split …) and then every non-null `data.<key>=` of the command line.
+    Otherwise cfg.data as given; the line says when it is not the dataset the checkpoint was trained on."""
+    from cnnbench.runtime import conf_dir
+
+    recorded = dict(record.get("data_config") or {})
+    trained_on = recorded.get("name") or record.get("data") or "?"
+    if str(cfg.data.name) != "checkpoint":
+        note = "" if trained_on == str(cfg.data.name) else \
+            f"data={cfg.data.name} from the command line (the checkpoint was trained on {trained_on})"
+        return cfg.data, note
+    if not recorded:
+        raise UserError(f"this checkpoint does not record its data config (trained on {trained_on!r}); "
+                        f"pass data=<name>, e.g. data={trained_on}")
+    group = Path(conf_dir()) / "data" / f"{recorded['name']}.yaml"
+    if not group.is_file():
+        raise UserError(f"the checkpoint's data {recorded['name']!r} is not a data group here; pass data=<name>")
+    data = OmegaConf.merge(OmegaConf.load(group), recorded,
+                           {k: v for k, v in OmegaConf.to_container(cfg.data).items() if v is not None and k != "name"})
+    return data, f"data={recorded['name']} from the checkpoint" + (f" (root {recorded['root']})"
+                                                                     if recorded.get("root") else "")
 
 
 # -- batch and devices -------------------------------------------------------------------------------
@@ -144,7 +202,9 @@ def build_strategy(cfg: DictConfig) -> Any:
 
 
 def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
-    """run_dir/metrics.csv always; a W&B run too with `logger=wandb`."""
+    """run_dir/metrics.csv always; a W&B run too with `logger=wandb` — one per job: in a multirun it is named
+    after the job (`run_name` or the job number) and grouped by the sweep dir, and `train` finishes it when
+    the job ends (`cnnbench.training.loggers.finish_loggers`), so the next job starts its own run."""
     from cnnbench.training.loggers import RunDirCSVLogger
 
     loggers: list = [RunDirCSVLogger(str(run_dir))]
@@ -152,14 +212,29 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
         from lightning.pytorch.loggers import WandbLogger
 
         w = cfg.logger.wandb
+        name, group = cfg.get("run_name") or run_dir.name, w.get("group")
+        sweep = _sweep_job()
+        if sweep is not None:
+            sweep_dir, job = sweep
+            name, group = cfg.get("run_name") or f"job{job}", group or sweep_dir
         loggers.append(
             WandbLogger(
-                project=w.project, entity=w.entity, save_dir=str(run_dir), mode=w.mode,
-                name=cfg.get("run_name") or run_dir.name, tags=list(w.tags or []),
-                config=OmegaConf.to_container(cfg, resolve=True),
+                project=w.project, entity=w.entity, save_dir=str(run_dir), mode=w.mode, name=name, group=group,
+                tags=list(w.tags or []), config=OmegaConf.to_container(cfg, resolve=True),
             )
         )
     return loggers
+
+
+def _sweep_job() -> tuple[str, int] | None:
+    """(sweep dir, job number) inside a Hydra multirun, else None."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    hc = HydraConfig.get()
+    return str(hc.sweep.dir), int(hc.job.num)
 
 
 def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> list:

@@ -40,6 +40,9 @@ def conf_dir() -> str:
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("cnnbench_run_dir"):
         OmegaConf.register_new_resolver("cnnbench_run_dir", _run_dir, use_cache=True)
+    from cnnbench.hardware import register_resolvers as hardware_resolvers
+
+    hardware_resolvers()  # ${cnnbench_precision:…}, ${cnnbench_pin_memory:} (conf/hardware/auto.yaml, cpu.yaml)
 
 
 register_resolvers()

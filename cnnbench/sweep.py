@@ -1,4 +1,9 @@
-"""Hydra callback: after a multirun, one table of every job's results.json (summary.csv + printed)."""
+"""Hydra callback: after a multirun, one table of every job's results.json.
+
+Printed: one line per job with only the override keys whose values differ between jobs, plus the metrics
+(fits a piped 80-column terminal for a typical sweep). Written: summary.csv (every override of every job, as
+before) and summary.md (the printed table as markdown).
+"""
 from __future__ import annotations
 
 import csv
@@ -10,20 +15,43 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 COLUMNS = ("job", "overrides", "model", "test/acc1", "test/acc5", "val/acc1", "epochs", "wall_s", "run_dir")
+METRICS = ("test/acc1", "val/acc1", "wall_s")  # printed after the differing keys
+
+
+def _overrides(run_dir: Path) -> list[str]:
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return []
+    from omegaconf import OmegaConf
+
+    return [str(o) for o in OmegaConf.load(path)]
 
 
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:
     rows = []
     for results in sorted(sweep_dir.glob("*/results.json"), key=lambda p: (len(p.parent.name), p.parent.name)):
         data = json.loads(results.read_text())
-        overrides_file = results.parent / ".hydra" / "overrides.yaml"
-        overrides = ""
-        if overrides_file.is_file():
-            from omegaconf import OmegaConf
-
-            overrides = " ".join(OmegaConf.load(overrides_file))
-        rows.append({"job": results.parent.name, "overrides": overrides, **data})
+        overrides = _overrides(results.parent)
+        rows.append({"job": results.parent.name, "overrides": " ".join(overrides),
+                     "_overrides": dict(o.lstrip("+~").split("=", 1) if "=" in o else (o, "") for o in overrides),
+                     **data})
     return rows
+
+
+def differing_keys(rows: list[dict[str, Any]]) -> list[str]:
+    """Override keys whose value is not the same in every job (a key missing from a job counts as different)."""
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row["_overrides"] if k not in keys]
+    return [k for k in keys if len({row["_overrides"].get(k) for row in rows}) > 1]
+
+
+def table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    keys = differing_keys(rows)
+    header = ["job", *keys, *METRICS]
+    body = [[row["job"], *[row["_overrides"].get(k, "—") for k in keys], *[_fmt(row.get(m)) for m in METRICS]]
+            for row in rows]
+    return header, body
 
 
 def write_summary(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -34,28 +62,38 @@ def write_summary(sweep_dir: Path) -> list[dict[str, Any]]:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    from rich.console import Console
-    from rich.table import Table
+    header, body = table(rows)
+    widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in [header, *body]]
+    md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in body]
+    best = _best(rows)
+    (sweep_dir / "summary.md").write_text(f"# Sweep {sweep_dir}\n\n" + "\n".join(md) + "\n" + (f"\n{best}\n" if best else ""))
+    print(f"sweep summary — {sweep_dir} (summary.csv, summary.md)", flush=True)
+    print("\n".join(lines), flush=True)
+    if best:
+        print(best, flush=True)
+    optuna = sweep_dir / "optimization_results.yaml"  # written by the Optuna sweeper (hparams_search=…)
+    if optuna.is_file():
+        from omegaconf import OmegaConf
 
-    table = Table(title=f"sweep summary — {sweep_dir}")
-    for col in COLUMNS[:-1]:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*[_fmt(row.get(c)) for c in COLUMNS[:-1]])
-    console = Console()
-    console.print(table)
+        found = OmegaConf.load(optuna)
+        params = " ".join(f"{k}={v}" for k, v in (found.get("best_params") or {}).items())
+        print(f"best parameters ({optuna.name}): {params} → {found.get('best_value')}", flush=True)
+    return rows
+
+
+def _best(rows: list[dict[str, Any]]) -> str:
     for metric in ("val/acc1", "test/acc1"):
-        scored = [r for r in rows if isinstance(r.get(metric), (int, float))]
+        scored = [r for r in rows if isinstance(r.get(metric), (int, float)) and r[metric] == r[metric]]
         if scored:
             best = max(scored, key=lambda r: r[metric])
-            console.print(f"best by {metric}: job {best['job']} ({_fmt(best[metric])}) {best.get('overrides', '')}")
-            break
-    return rows
+            return f"best by {metric}: job {best['job']} ({_fmt(best[metric])}) {best.get('overrides', '')}".rstrip()
+    return ""
 
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
-        return f"{v:.4f}"
+        return "nan" if v != v else f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
     return "—" if v is None else str(v)
 
 

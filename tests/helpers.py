@@ -15,7 +15,7 @@ CONF = ROOT / "conf"
 FASHION_DIR = Path(os.environ.get("CNNBENCH_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
 
 # Small, fast, CPU-only defaults for in-process runs.
-FAST = ["hardware=cpu", "logger=none", "trainer.enable_progress_bar=false", "data.num_workers=0",
+FAST = ["hardware=cpu", "trainer.precision=32-true", "logger=none", "trainer.enable_progress_bar=false", "data.num_workers=0",
         "data.persistent_workers=false"]
 
 

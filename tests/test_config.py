@@ -37,13 +37,15 @@ def test_trainer_node_passes_through():
 
 
 @pytest.mark.parametrize("hardware,accelerator,precision,strategy",
-                         [("cpu", "cpu", "32-true", "auto"), ("gpu", "gpu", "bf16-mixed", "auto"),
+                         [("cpu", "cpu", None, "auto"), ("gpu", "gpu", "bf16-mixed", "auto"),
                           ("ddp", "gpu", "bf16-mixed", "ddp"), ("ddp_cpu", "cpu", "32-true", "ddp"),
                           ("multinode", "auto", "32-true", "ddp")])
 def test_hardware_options(hardware, accelerator, precision, strategy):
     cfg = compose_cfg("train", [f"hardware={hardware}"])
     assert cfg.trainer.accelerator == accelerator
-    assert cfg.trainer.precision == precision
+    from cnnbench.hardware import cpu_precision
+
+    assert cfg.trainer.precision == (precision or cpu_precision()[0])  # None: bf16-mixed with AVX512-BF16, else fp32
     assert cfg.hardware.strategy == strategy
 
 

@@ -24,9 +24,9 @@ def test_summary_table_from_results(tmp_path):
 
 @pytest.mark.slow
 def test_multirun_two_lrs(tmp_path):
-    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-m", "cnnbench", "train", "-m", "optimizer.lr=0.1,0.05", "hardware=cpu",
-                          "logger=csv", "data=synthetic", "data.num_train=64", "data.val_split=16",
+                          "trainer.precision=32-true", "logger=wandb", "data=synthetic", "data.num_train=64", "data.val_split=16",
                           "data.num_test=16", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
                           "hydra.sweep.dir=sweep"], cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=600)
@@ -39,3 +39,59 @@ def test_multirun_two_lrs(tmp_path):
     assert results[1]["wall_s"] <= files[1].stat().st_mtime - files[0].stat().st_mtime + 0.5
     assert "sweep summary" in out.stdout
     assert len(list(csv.DictReader((tmp_path / "sweep" / "summary.csv").open()))) == 2
+    # one offline W&B run per job, in that job's dir (not job 1 logging into job 0's run)
+    runs = [list((tmp_path / "sweep" / job / "wandb").glob("offline-run-*")) for job in ("0", "1")]
+    assert [len(r) for r in runs] == [1, 1], runs
+    assert runs[0][0].name.split("-")[-1] != runs[1][0].name.split("-")[-1]  # two run ids
+
+
+def test_wandb_run_per_sweep_job_is_named_and_grouped(tmp_path, monkeypatch):
+    from cnnbench import run
+    from tests.helpers import compose_cfg
+
+    monkeypatch.setattr(run, "_sweep_job", lambda: ("multirun/train/2026-12-02/10-00-00", 3))
+    cfg = compose_cfg("train", ["logger=wandb", "logger.wandb.mode=disabled"])
+    wandb_logger = run.build_loggers(cfg, tmp_path)[1]
+    assert wandb_logger._wandb_init["name"] == "job3"
+    assert wandb_logger._wandb_init["group"] == "multirun/train/2026-12-02/10-00-00"
+    cfg = compose_cfg("train", ["logger=wandb", "logger.wandb.mode=disabled", "run_name=lr01"])
+    assert run.build_loggers(cfg, tmp_path)[1]._wandb_init["name"] == "lr01"
+
+
+def test_summary_prints_one_line_per_job_with_the_keys_that_differ(tmp_path, capsys):
+    common = ["model=resnet20", "data=fashion_mnist", "trainer.max_epochs=30", "augmentation=pad_crop_flip"]
+    for job, lr, acc in (("0", "0.1", 0.91), ("1", "0.05", 0.9)):
+        (tmp_path / job / ".hydra").mkdir(parents=True)
+        (tmp_path / job / ".hydra" / "overrides.yaml").write_text(
+            "".join(f"- {o}\n" for o in [*common, f"optimizer.lr={lr}"]))
+        (tmp_path / job / "results.json").write_text(json.dumps({"model": "resnet20", "test/acc1": acc,
+                                                                  "val/acc1": acc, "wall_s": 250.0}))
+    write_summary(tmp_path)
+    out = capsys.readouterr().out.splitlines()
+    header, rows = out[1], out[2:4]
+    assert header.split() == ["job", "optimizer.lr", "test/acc1", "val/acc1", "wall_s"]
+    assert rows[0].split() == ["0", "0.1", "0.9100", "0.9100", "250.0"] and rows[1].split()[:2] == ["1", "0.05"]
+    assert all(len(line) <= 80 for line in out[1:4])
+    assert "best by val/acc1: job 0" in out[4]
+    md = (tmp_path / "summary.md").read_text()
+    assert "| job | optimizer.lr | test/acc1 | val/acc1 | wall_s |" in md
+    assert "model=resnet20" in (tmp_path / "summary.csv").read_text()  # full overrides stay in the CSV
+
+
+def test_optuna_search_refuses_a_recipe_without_validation_split():
+    from cnnbench.config_schema import problems
+    from tests.helpers import compose_cfg
+
+    cfg = compose_cfg("train", ["hparams_search=optuna_lr_wd", "experiment=resnet_cifar", "data.val_split=0"])
+    assert any("optimized_metric=val/acc1 is only produced with a validation split" in p for p in problems(cfg))
+    cfg = compose_cfg("train", ["hparams_search=optuna_lr_wd", "data.val_split=5000"])
+    assert not [p for p in problems(cfg) if "optimized_metric" in p]
+
+
+def test_summary_prints_optunas_best_parameters(tmp_path, capsys):
+    (tmp_path / "0").mkdir()
+    (tmp_path / "0" / "results.json").write_text(json.dumps({"model": "m", "val/acc1": 0.5}))
+    (tmp_path / "optimization_results.yaml").write_text(
+        "name: optuna\nbest_params:\n  optimizer.lr: 0.05\nbest_value: 0.5\n")
+    write_summary(tmp_path)
+    assert "best parameters (optimization_results.yaml): optimizer.lr=0.05 → 0.5" in capsys.readouterr().out

@@ -16,7 +16,13 @@ from cnnbench.errors import UserError
 from cnnbench.evaluation.engine import SplitReader, load_ensemble, make_plan, plan_members, scoring
 from cnnbench.evaluation.paper import paper_reference
 from cnnbench.models import model_info
-from cnnbench.run import build_datamodule, checkpoint_paths, resolve_paths
+from cnnbench.run import (
+    build_datamodule,
+    checkpoint_paths,
+    data_for_checkpoint,
+    latest_finished_run,
+    resolve_paths,
+)
 from cnnbench.runtime import resolve_run_dir, write_json
 
 
@@ -46,17 +52,32 @@ def _plans(members: list, ev: DictConfig, crops: int, forced_size: int | None, n
                                                      native_size))
 
 
+def _checkpoints(cfg: DictConfig) -> list[str]:
+    """ckpt_path, or for bare `cnnbench eval` the newest finished training run's (the CLI does this first)."""
+    if not cfg.get("ckpt_path"):
+        found, ckpt = latest_finished_run([str(r) for r in cfg.eval.get("latest_from") or ["outputs", "multirun"]])
+        print(f"cnnbench eval: ckpt_path not given — using {ckpt} (newest finished run {found})", flush=True)
+        with open_dict(cfg):
+            cfg.ckpt_path = ckpt
+    return checkpoint_paths(cfg.get("ckpt_path"))
+
+
 def evaluate(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
     start = time.time()
     run_dir = resolve_run_dir(run_dir)
     crops = cfg.get("crops", 1)  # checked against CROP_CHOICES by make_plan
-    paths = checkpoint_paths(cfg.get("ckpt_path"))
+    paths = _checkpoints(cfg)
     split = cfg.get("split", "test")
     if split not in ("test", "val"):
         raise UserError(f"split={split!r}; valid choices: test, val")
     ev = cfg.eval
     members = load_ensemble(paths, str(ev.get("weights", "averaged")))
     first = members[0]
+    data_cfg, note = data_for_checkpoint(cfg, first.record)
+    with open_dict(cfg):
+        cfg.data = data_cfg
+    if note:
+        print(f"cnnbench eval: {note}", flush=True)
     resolve_paths(cfg)
     forced_size = cfg.data.get("image_size")
     if forced_size is None:

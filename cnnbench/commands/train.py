@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from cnnbench.checkpoint import check_compatible, load_checkpoint, newest_loadable_checkpoint, record_of
 from cnnbench.data import ImageDataModule
 from cnnbench.errors import UserError
+from cnnbench.hardware import check_devices, describe, start_line
 from cnnbench.run import build_datamodule, build_module, build_trainer, global_batch, resolve_paths
 from cnnbench.runtime import (
     PROCESS_START,
@@ -28,6 +29,7 @@ from cnnbench.runtime import (
     write_json,
 )
 from cnnbench.training.callbacks import NonFiniteLoss, NonFiniteLossError, Preemption
+from cnnbench.training.loggers import finish_loggers
 from cnnbench.training.module import ClassificationModule
 
 log = logging.getLogger("cnnbench")
@@ -95,15 +97,25 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, callbacks: list | 
     # wall_s: the whole process for a single run (start-up included); per job in a multirun and in-process
     start = PROCESS_START if run_dir is None and not _in_multirun() else time.time()
     run_dir = resolve_run_dir(run_dir)
+    check_devices(cfg)                                         # 0. a device request this machine can meet
+    hardware = describe(cfg)
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
+        print(start_line(hardware), flush=True)
     dm, module = _build(cfg)                                   # 1. data and network
     ckpt_path = _prepare(cfg, run_dir, dm, module)             # 2. init_from, resume point, run-dir checks
     has_val = dm.val_split is not None and len(dm.val_split) > 0
     trainer = build_trainer(cfg, run_dir, callbacks=list(callbacks or []), has_val=has_val)  # 3. the trainer
-    outcome = _fit_and_test(cfg, trainer, module, dm, ckpt_path, run_dir)  # 4. fit, then test the best weights
-    results = _results(cfg, trainer, dm, module, outcome, ckpt_path, run_dir, start)  # 5. results.json
-    if trainer.is_global_zero:
-        write_json(run_dir / "results.json", results)
-        _report(results, outcome.stopped)
+    failed = True
+    try:
+        outcome = _fit_and_test(cfg, trainer, module, dm, ckpt_path, run_dir)  # 4. fit, then test the best weights
+        results = _results(cfg, trainer, dm, module, outcome, ckpt_path, run_dir, start)  # 5. results.json
+        results["hardware"] = hardware
+        if trainer.is_global_zero:
+            write_json(run_dir / "results.json", results)
+            _report(results, outcome.stopped)
+        failed = False
+    finally:
+        finish_loggers(trainer.loggers, failed)  # one W&B run per job, also when the job fails
     return results
 
 

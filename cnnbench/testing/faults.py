@@ -16,12 +16,12 @@ FAULT_ENV = "CNNBENCH_FAULT"
 
 
 class FaultInjection(Callback):
-    """Reads `CNNBENCH_FAULT=<kind>@<step>[:rank<r>]` (kinds: sigkill, sigterm, sigusr1, raise, nan).
+    """Reads `CNNBENCH_FAULT=<kind>@<step>[:rank<r>]` (kinds: sigkill, sigterm, sigusr1, sigusr2, raise, nan).
 
     For the fault tests only: it lets a subprocess run kill itself mid-epoch, raise on one DDP rank
     or produce a NaN loss at an exact step. Without the variable the callback is not installed."""
 
-    KINDS = ("sigkill", "sigterm", "sigusr1", "raise", "nan")
+    KINDS = ("sigkill", "sigterm", "sigusr1", "sigusr2", "raise", "nan")
 
     def __init__(self, spec: str) -> None:
         kind, _, rest = spec.partition("@")
@@ -59,7 +59,7 @@ class FaultInjection(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         # global_step has already advanced: the fault lands after `step` completed optimizer steps
-        if self.kind in ("sigkill", "sigterm", "sigusr1") and self._due(trainer):
+        if self.kind in ("sigkill", "sigterm", "sigusr1", "sigusr2") and self._due(trainer):
             self.fired = True
             os.kill(os.getpid(), getattr(signal, self.kind.upper()))
 

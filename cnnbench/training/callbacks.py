@@ -1,7 +1,7 @@
 """The Lightning callbacks every training run installs (docs/reliability.md lists each fault they handle):
 
 - `RNGState`: every global RNG in each checkpoint, restored when a run resumes;
-- `Preemption`: SIGTERM / SIGUSR1 → finish the batch, write checkpoints/last.ckpt, stop;
+- `Preemption`: SIGTERM / SIGUSR1 / SIGUSR2 → finish the batch, write checkpoints/last.ckpt, stop;
 - `NonFiniteLoss`: a NaN/Inf loss stops the run (`NonFiniteLossError`) or skips the update.
 
 The recipe callbacks (weight averaging, conditional warm-up) live in `training/recipe_callbacks.py`.
@@ -80,17 +80,18 @@ class RNGState(Callback):
 
 
 
-# -- preemption: SIGTERM / SIGUSR1 -------------------------------------------------------------------
+# -- preemption: SIGTERM / SIGUSR1 / SIGUSR2 --------------------------------------------------------------
 class Preemption(Callback):
-    """On SIGTERM or SIGUSR1: finish the current batch, write checkpoints/last.ckpt, stop training.
+    """On SIGTERM, SIGUSR1 or SIGUSR2: finish the current batch, write checkpoints/last.ckpt, stop training.
 
     The handler only notes the signal; at the end of the running batch the checkpoint is written
     and then the handler that was installed before is called (Lightning's SIGTERM notifier, which
     stops the loops and the other ranks; under SLURM with auto-requeue, Lightning's SIGUSR1
-    save-and-requeue handler). Calling them only after the save keeps the checkpoint at a batch
+    save-and-requeue handler; under hydra/launcher=submitit_slurm, which asks SLURM for SIGUSR2
+    `signal_delay_s` before the time limit, submitit's checkpoint-and-requeue handler). Calling them only after the save keeps the checkpoint at a batch
     boundary. `train` then skips testing and records the stop in results.json."""
 
-    SIGNALS = ("SIGTERM", "SIGUSR1")
+    SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2")
 
     def __init__(self, ckpt_dir: Path) -> None:
         self.ckpt_dir = Path(ckpt_dir)

@@ -1,4 +1,4 @@
-"""metrics.csv in the run dir, kept across resumes.
+"""metrics.csv in the run dir, kept across resumes; W&B runs finished at the end of each job.
 
 Lightning's CSVLogger deletes an existing metrics.csv when its directory is reused; a resumed run
 (`resume=auto`, SLURM requeue) would lose the curves of the first part. This writer appends instead.
@@ -31,3 +31,16 @@ class RunDirCSVLogger(CSVLogger):
         if self._experiment is None:
             self._experiment = _AppendingWriter(log_dir=self.log_dir)
         return self._experiment
+
+
+def finish_loggers(loggers, failed: bool) -> None:
+    """Finish the W&B run of a job (exit code 1 when it failed): wandb keeps one global run per process, so
+    without this the next job of a multirun (or Optuna trial) would log into this job's run."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            import wandb
+
+            wandb.finish(exit_code=1 if failed else 0)
+            logger._experiment = None

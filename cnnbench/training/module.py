@@ -78,6 +78,7 @@ class ClassificationModule(L.LightningModule):
         image_size: int,
         crop_pct: float = 1.0,
         data_name: str = "",
+        data_config: dict[str, Any] | None = None,
         optimizer: dict[str, Any] | None = None,
         schedule: dict[str, Any] | None = None,
         loss: dict[str, Any] | None = None,
@@ -230,4 +231,5 @@ def checkpoint_record(hparams) -> dict[str, Any]:
         "image_size": int(hparams["image_size"]),
         "crop_pct": float(hparams["crop_pct"]),
         "data": hparams["data_name"],
+        "data_config": dict(hparams.get("data_config") or {}),  # eval's default data (name, root, split …)
     }

@@ -1,0 +1,146 @@
+"""What `hardware=auto|cpu` chooses on this machine, and the checks that a device request can be met.
+
+- Precision: `${cnnbench_precision:auto}` in conf/hardware/auto.yaml resolves to bf16-mixed on a GPU; on a CPU
+  with AVX512-BF16 or AMX to bf16-mixed (the main job's step ran 1.44× faster in bf16 there,
+  docs/performance.md); on other CPUs (AVX2 only, where bf16 matmul is emulated and ~100× slower than fp32) to
+  32-true. `trainer.precision=…` on the command line replaces the interpolation, so it always wins.
+- Pinned memory: `${cnnbench_pin_memory:}` is true when a GPU is visible (asynchronous host→GPU copies).
+- `check_devices(cfg)`: `trainer.devices=8` on a machine with fewer GPUs, or `hardware=gpu|ddp` with none, is
+  one line naming what is visible and the alternative — before any data is loaded (Lightning would otherwise
+  start 8 gloo processes on the CPU, or raise a MisconfigurationException traceback).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from cnnbench.errors import UserError
+
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # CPU flags with native bf16 matmul
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The flags of the first CPU in /proc/cpuinfo (empty where there is none, e.g. macOS)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_has_bf16() -> bool:
+    return any(flag in cpu_flags() for flag in BF16_FLAGS)
+
+
+def gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def cpu_precision() -> tuple[str, str]:
+    """(precision, reason) for training on this CPU."""
+    if cpu_has_bf16():
+        flag = next(f for f in BF16_FLAGS if f in cpu_flags())
+        return "bf16-mixed", f"CPU has {flag}"
+    return "32-true", "CPU has no AVX512-BF16/AMX (bf16 would be emulated)"
+
+
+def chosen_precision(kind: str = "auto") -> str:
+    """The resolver behind `${cnnbench_precision:auto|cpu}`."""
+    if kind == "auto" and gpu_count() > 0:
+        return "bf16-mixed"
+    return cpu_precision()[0]
+
+
+def chosen_pin_memory() -> bool:
+    return gpu_count() > 0
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("cnnbench_precision"):
+        OmegaConf.register_new_resolver("cnnbench_precision", chosen_precision, use_cache=False)
+    if not OmegaConf.has_resolver("cnnbench_pin_memory"):
+        OmegaConf.register_new_resolver("cnnbench_pin_memory", chosen_pin_memory, use_cache=False)
+
+
+def requested_devices(devices: Any) -> int | None:
+    """How many devices `trainer.devices` names; None for auto / -1 (all that are visible)."""
+    if devices in ("auto", -1, "-1", None):
+        return None
+    if isinstance(devices, (list, tuple, ListConfig)):
+        return len(devices)
+    if isinstance(devices, str):
+        parts = [p for p in devices.split(",") if p.strip()]
+        return len(parts) if "," in devices else int(devices)
+    return int(devices)
+
+
+def _gpus_seen(n: int) -> str:
+    if n == 0:
+        return "no GPU is visible (torch.cuda.device_count() = 0)"
+    import torch
+
+    names = sorted({torch.cuda.get_device_name(i) for i in range(n)})
+    return f"{n} GPU{'s' if n > 1 else ''} visible ({', '.join(names)})"
+
+
+def check_devices(cfg: DictConfig) -> None:
+    """Refuse, in one line, a device request this machine cannot meet (see the module docstring)."""
+    hw_name = str(OmegaConf.select(cfg, "hardware.name", default="auto"))
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
+    wanted = requested_devices(OmegaConf.select(cfg, "trainer.devices", default="auto"))
+    if accelerator not in ("gpu", "cuda") and (accelerator != "auto" or wanted is None or wanted <= 1):
+        return  # nothing to check (and torch stays unloaded: the CLI runs this before Hydra starts the job)
+    gpus = gpu_count()
+    if accelerator in ("gpu", "cuda") and gpus == 0:
+        raise UserError(f"hardware={hw_name} needs a GPU but {_gpus_seen(0)}; on this machine use hardware=auto "
+                        "or hardware=cpu (hardware=ddp_cpu trainer.devices=N for N CPU processes)")
+    if accelerator in ("auto", "gpu", "cuda") and wanted is not None:
+        if gpus == 0 and wanted > 1:
+            raise UserError(f"trainer.devices={wanted} asks for {wanted} GPUs but {_gpus_seen(0)}; for {wanted} CPU "
+                            f"processes use hardware=ddp_cpu trainer.devices={wanted}")
+        if 0 < gpus < wanted:
+            raise UserError(f"trainer.devices={wanted} asks for {wanted} GPUs but {_gpus_seen(gpus)}; use "
+                            f"trainer.devices={gpus} (or fewer), or hardware=ddp_cpu trainer.devices={wanted} "
+                            "for CPU processes")
+
+
+def describe(cfg: DictConfig) -> dict[str, Any]:
+    """What the run uses: hardware group, accelerator, devices, precision (and why), strategy."""
+    from cnnbench.run import num_devices
+
+    gpus = gpu_count()
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus > 0)
+    devices = num_devices(cfg.trainer) if on_gpu else requested_devices(cfg.trainer.get("devices")) or 1
+    processes = devices * int(cfg.trainer.get("num_nodes", 1))
+    strategy = cfg.trainer.get("strategy") or cfg.hardware.get("strategy", "auto")
+    if strategy == "auto":
+        strategy = "ddp" if processes > 1 else "single device"
+    precision = str(cfg.trainer.precision)
+    if on_gpu:
+        reason = "GPU default" if precision == "bf16-mixed" else "as configured"
+    else:
+        auto_choice, why = cpu_precision()
+        reason = why if precision == auto_choice else "as configured"
+    return {"hardware": str(cfg.hardware.get("name", "?")), "accelerator": "gpu" if on_gpu else "cpu",
+            "devices": devices, "num_nodes": int(cfg.trainer.get("num_nodes", 1)), "precision": precision,
+            "precision_reason": reason, "strategy": str(strategy),
+            "channels_last": bool(cfg.hardware.get("channels_last", False))}
+
+
+def start_line(info: dict[str, Any]) -> str:
+    nodes = f" × {info['num_nodes']} nodes" if info["num_nodes"] > 1 else ""
+    return (f"cnnbench: hardware={info['hardware']} → {info['devices']} {info['accelerator'].upper()} "
+            f"device{'s' if info['devices'] > 1 else ''}{nodes}, precision {info['precision']} "
+            f"({info['precision_reason']}), strategy {info['strategy']}")
+
+
+__all__ = ["check_devices", "chosen_precision", "cpu_precision", "describe", "register_resolvers", "start_line"]

@@ -1,0 +1,77 @@
+"""`cnnbench eval` as typed: without ckpt_path the newest finished training run, without data= the checkpoint's
+own data; argument errors before Hydra makes a run dir."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from cnnbench.checkpoint import load_checkpoint, record_of
+from cnnbench.errors import UserError
+from cnnbench.run import data_for_checkpoint, latest_finished_run
+from tests.helpers import compose_cfg
+
+
+def _run(root, name: str, ckpt, **extra) -> None:
+    (root / name).mkdir(parents=True)
+    (root / name / "results.json").write_text(json.dumps({"checkpoint": str(ckpt), **extra}))
+    time.sleep(0.02)  # distinct mtimes
+
+
+def test_latest_finished_run_skips_stopped_and_missing_checkpoints(tmp_path):
+    a, b = tmp_path / "a.ckpt", tmp_path / "b.ckpt"
+    a.write_bytes(b"x")
+    b.write_bytes(b"x")
+    _run(tmp_path / "outputs" / "train", "old", a)
+    _run(tmp_path / "multirun" / "train" / "s", "0", b)
+    _run(tmp_path / "outputs" / "train", "stopped", a, stopped={"reason": "signal SIGTERM"})
+    _run(tmp_path / "outputs" / "train", "gone", tmp_path / "missing.ckpt")
+    run_dir, ckpt = latest_finished_run([str(tmp_path / "outputs"), str(tmp_path / "multirun")])
+    assert (run_dir.name, ckpt) == ("0", str(b))
+    assert latest_finished_run([str(tmp_path / "outputs")])[1] == str(a)  # eval.latest_from narrows it
+    with pytest.raises(UserError, match="no finished training run was found under"):
+        latest_finished_run([str(tmp_path / "nothing")])
+
+
+def test_checkpoint_records_its_data_and_eval_defaults_to_it(tiny_checkpoint):
+    record = record_of(load_checkpoint(tiny_checkpoint), tiny_checkpoint)
+    assert record["data_config"]["name"] == "digits" and record["data_config"]["val_split"] == 0.15
+    data, note = data_for_checkpoint(compose_cfg("eval", [f"ckpt_path={tiny_checkpoint}"]), record)
+    assert data.name == "digits" and data.val_split == 0.15 and note == "data=digits from the checkpoint"
+    data, _ = data_for_checkpoint(compose_cfg("eval", ["data.num_workers=0"]), record)
+    assert data.num_workers == 0  # a command-line data.<key> still applies
+    data, note = data_for_checkpoint(compose_cfg("eval", ["data=fashion_mnist"]), record)
+    assert data.name == "fashion_mnist"
+    assert note == "data=fashion_mnist from the command line (the checkpoint was trained on digits)"
+    with pytest.raises(UserError, match="does not record its data config.*data=digits"):
+        data_for_checkpoint(compose_cfg("eval"), {"data": "digits"})
+
+
+def test_bare_eval_without_runs_is_one_line_and_leaves_no_run_dir(tmp_path):
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    for args in (["crops=144"], ["crops=7", "ckpt_path=x.ckpt"], ["ckpt_path=missing.ckpt"]):
+        proc = subprocess.run([sys.executable, "-m", "cnnbench", "eval", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert not any(tmp_path.iterdir()), args
+    assert "valid: 1, 10, 12, 50 or 144" in subprocess.run(
+        [sys.executable, "-m", "cnnbench", "eval", "crops=7"], cwd=tmp_path, env=env, capture_output=True,
+        text=True, timeout=120).stderr
+
+
+def test_bare_eval_takes_the_newest_run(tmp_path, tiny_checkpoint):
+    """`cnnbench eval` with only a run under outputs/: the CLI names the run and evaluates its checkpoint on the
+    checkpoint's own data (digits), not the Fashion-MNIST default."""
+    _run(tmp_path / "outputs" / "train", "r1", tiny_checkpoint)
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "cnnbench", "eval", "data.num_workers=0", "eval.progress=false",
+                           "hydra.run.dir=ev"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"ckpt_path not given — using {tiny_checkpoint}" in proc.stdout
+    assert "data=digits from the checkpoint" in proc.stdout
+    result = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert result["data"] == "digits" and result["models"] == [str(tiny_checkpoint)]

@@ -1,0 +1,93 @@
+"""hardware=auto|cpu: the precision and memory settings chosen per machine, and device requests refused in one
+line (cnnbench/hardware.py). GPUs are simulated by patching torch.cuda's device count."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from cnnbench import hardware
+from cnnbench.errors import UserError
+from tests.helpers import compose_cfg
+
+
+@pytest.fixture
+def gpus(monkeypatch):
+    def set_count(n: int):
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: n)
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "NVIDIA H100")
+    return set_count
+
+
+@pytest.fixture
+def cpu(monkeypatch):
+    def set_flags(*flags: str):
+        getattr(hardware.cpu_flags, "cache_clear", lambda: None)()
+        monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset(flags))
+    return set_flags
+
+
+def test_auto_on_a_gpu_machine_takes_the_gpu_settings(gpus, cpu):
+    gpus(8)
+    cpu("avx2")
+    cfg = compose_cfg("train", ["model=inception_v4", "trainer.devices=8"])
+    hardware.check_devices(cfg)
+    assert cfg.trainer.precision == "bf16-mixed"
+    assert cfg.data.pin_memory is True and cfg.hardware.channels_last is True
+    info = hardware.describe(cfg)
+    assert (info["accelerator"], info["devices"], info["strategy"]) == ("gpu", 8, "ddp")
+    assert "8 GPU devices, precision bf16-mixed" in hardware.start_line(info)
+
+
+def test_auto_without_gpu_keeps_memory_unpinned_and_precision_by_cpu(gpus, cpu):
+    gpus(0)
+    cpu("avx2", "avx512f")
+    cfg = compose_cfg("train")
+    assert cfg.trainer.precision == "32-true" and cfg.data.pin_memory is False
+    assert "no AVX512-BF16" in hardware.describe(cfg)["precision_reason"]
+    cpu("avx2", "avx512f", "avx512_bf16")
+    cfg = compose_cfg("train")
+    assert cfg.trainer.precision == "bf16-mixed"
+    assert hardware.describe(cfg)["precision_reason"] == "CPU has avx512_bf16"
+    assert compose_cfg("train", ["hardware=cpu"]).trainer.precision == "bf16-mixed"
+    cpu("amx_bf16")
+    assert compose_cfg("train", ["hardware=cpu"]).trainer.precision == "bf16-mixed"
+
+
+def test_command_line_precision_overrides_the_choice(gpus, cpu):
+    gpus(2)
+    cpu("avx512_bf16")
+    cfg = compose_cfg("train", ["trainer.precision=32-true"])
+    assert cfg.trainer.precision == "32-true"
+    assert hardware.describe(cfg)["precision_reason"] == "as configured"
+
+
+def test_more_devices_than_gpus_is_one_line_naming_gpus_and_alternative(gpus):
+    gpus(0)
+    with pytest.raises(UserError, match=r"trainer.devices=8 asks for 8 GPUs but no GPU is visible.*"
+                                        r"hardware=ddp_cpu trainer.devices=8"):
+        hardware.check_devices(compose_cfg("train", ["trainer.devices=8"]))
+    gpus(2)
+    with pytest.raises(UserError, match=r"2 GPUs visible \(NVIDIA H100\); use trainer.devices=2"):
+        hardware.check_devices(compose_cfg("train", ["trainer.devices=8"]))
+    hardware.check_devices(compose_cfg("train", ["trainer.devices=2"]))  # met: no error
+    hardware.check_devices(compose_cfg("train", ["hardware=ddp_cpu", "trainer.devices=8"]))  # CPU processes
+
+
+@pytest.mark.parametrize("group", ["gpu", "ddp"])
+def test_gpu_groups_without_gpu_are_one_line(gpus, group):
+    gpus(0)
+    with pytest.raises(UserError, match=f"hardware={group} needs a GPU but no GPU is visible"):
+        hardware.check_devices(compose_cfg("train", [f"hardware={group}"]))
+
+
+@pytest.mark.skipif(torch.cuda.device_count() >= 8, reason="this machine has 8 GPUs")
+def test_cli_devices_8_is_refused_before_a_run_dir_exists(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "cnnbench", "train", "model=inception_v4", "trainer.devices=8"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "trainer.devices=8 asks for 8 GPUs" in lines[0], proc.stderr
+    assert not any(tmp_path.iterdir())  # no outputs/ made
