@@ -279,6 +279,9 @@ def build_trainer(cfg: DictConfig, run_dir: Path, *, callbacks: list | tuple = (
     import lightning as L
 
     from cnnbench.checkpoint import AtomicCheckpointIO
+    from cnnbench.console import quiet
+
+    quiet()  # Lightning's advertisement and library-internal warnings (cnnbench/console.py)
 
     kwargs: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)  # type: ignore[assignment]
     kwargs.pop("strategy", None)

@@ -1,0 +1,55 @@
+"""A console to read: third-party noise we cannot fix at its source, silenced by its exact message.
+
+- Lightning's "💡 Tip: … litlogger" advertisement (an INFO line on every Trainer) is dropped from every
+  logging handler; the rest of Lightning's INFO lines (devices, precision, checkpoint restored) stay, in the
+  console and in the job's .log file.
+- Warnings raised inside libraries about their own internals (Lightning's pytree `LeafSpec` deprecation) and
+  Lightning's note that a short run has fewer batches than `log_every_n_steps` are ignored.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+
+IGNORED_WARNINGS = (
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",  # lightning.pytorch.utilities._pytree on torch ≥ 2.10
+    r"The number of training batches \(\d+\) is smaller than the logging interval.*",
+)
+DROPPED_LOG_PREFIXES = ("💡 Tip:",)
+
+
+class _DropAdvertisements(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(DROPPED_LOG_PREFIXES)
+
+
+def route_lightning_to_root() -> None:
+    """Lightning logs through its own stderr handler with propagation off, so the job's .log file (Hydra's
+    root file handler) never sees its lines. Where the root logger has handlers (inside a Hydra job), drop
+    Lightning's handler and propagate: each line once in the console, and also in the .log file."""
+    root = logging.getLogger()
+    if not root.handlers:
+        return
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in ("lightning", "lightning_fabric")]
+    for name in names:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if type(handler) is logging.StreamHandler:
+                logger.removeHandler(handler)
+        logger.propagate = True
+
+
+def quiet() -> None:
+    """Install the filters (idempotent): on the handlers of the root logger and of Lightning's loggers."""
+    route_lightning_to_root()
+    for message in IGNORED_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
+    for name in ("", "lightning", "lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero",
+                 "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        for target in [logger, *logger.handlers]:
+            if not any(isinstance(f, _DropAdvertisements) for f in target.filters):
+                target.addFilter(_DropAdvertisements())
+
+
+__all__ = ["quiet"]
