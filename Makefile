@@ -10,7 +10,7 @@ FASHION_DIR := /usr/share/datasets/fashion-mnist
 help:
 	@echo "make install    create $(VENV), install cnnbench[dev], install Fashion-MNIST (Debian package)"
 	@echo "make train      the main job: ResNet-20 on Fashion-MNIST, CPU"
-	@echo "make test       the whole test suite (<= 30 min on 2 cores)"
+	@echo "make test       the whole test suite (<= 40 min on 2 cores)"
 	@echo "make test-fast  tests not marked slow (<= 5 min)"
 
 install: $(VENV)/.installed dataset
