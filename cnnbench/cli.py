@@ -193,11 +193,12 @@ def _precheck_eval(cfg, args: list[str]) -> None:
 
     try:
         validate(cfg)
-        if cfg.get("ckpt_path") is None:
+        ckpt = cfg.get("ckpt_path")
+        if ckpt is None:
             run_dir, ckpt = latest_finished_run([str(r) for r in cfg.eval.latest_from])
             print(f"cnnbench eval: ckpt_path not given — using {ckpt} (newest finished run {run_dir})", flush=True)
             args.append(f"ckpt_path={ckpt}")
-        for path in checkpoint_paths(cfg.ckpt_path if cfg.get("ckpt_path") is not None else args[-1].split("=", 1)[1]):
+        for path in checkpoint_paths(ckpt):
             if not Path(path).is_file():
                 raise UserError(f"checkpoint not found: {path} (ckpt_path=)")
     except UserError as err:

@@ -161,16 +161,14 @@ def num_devices(trainer_cfg: DictConfig) -> int:
     """How many processes per node `trainer.devices` asks for."""
     import torch
 
-    devices = trainer_cfg.get("devices", 1)
+    from cnnbench.hardware import requested_devices
+
     accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    wanted = requested_devices(trainer_cfg.get("devices", 1))
+    if wanted is not None:
+        return wanted
     gpus = torch.cuda.device_count() if accelerator in ("auto", "gpu", "cuda") else 0
-    if devices in ("auto", -1, "-1"):
-        return max(1, gpus) if accelerator != "cpu" else 1
-    if isinstance(devices, (list, tuple)) or OmegaConf.is_list(devices):
-        return len(devices)
-    if isinstance(devices, str):
-        return len([d for d in devices.split(",") if d.strip()]) if "," in devices else int(devices)
-    return int(devices)
+    return max(1, gpus) if accelerator != "cpu" else 1
 
 
 def global_batch(cfg: DictConfig) -> int:
