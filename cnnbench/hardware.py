@@ -34,8 +34,59 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")  # the flags that set a CPU's speed class
+
+
+@functools.cache
+def cpu_model() -> str:
+    """The `model name` of the first CPU in /proc/cpuinfo (platform.processor() elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown"
+
+
+def machine_record() -> dict[str, Any]:
+    """The machine a measurement ran on, written into results.json and benchmark.json: CPU model, cores this
+    process may use, the ISA flags that matter for speed (and the kernel ISA torch uses, which
+    `ATEN_CPU_CAPABILITY` can lower), torch version, intra-op threads, GPUs."""
+    import os
+
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    record: dict[str, Any] = {
+        "cpu_model": cpu_model(), "cpu_cores": cores,
+        "cpu_flags": sorted(f for f in ISA_FLAGS if f in cpu_flags()),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "gpus": [],
+    }
+    for var in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS"):
+        if os.environ.get(var):
+            record.setdefault("environment", {})[var] = os.environ[var]
+    if torch.cuda.is_available():
+        record["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return record
+
+
+def isa_lowered() -> bool:
+    """True when the environment caps torch/oneDNN below AVX-512 (`ATEN_CPU_CAPABILITY=avx2`,
+    `ONEDNN_MAX_CPU_ISA=AVX2`): the way to run as an AVX2-only CPU would, where bf16 is emulated."""
+    import os
+
+    aten = os.environ.get("ATEN_CPU_CAPABILITY", "").lower()
+    onednn = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    return aten in ("avx2", "default") or onednn.startswith(("AVX2", "SSE", "AVX_"))
+
+
 def cpu_has_bf16() -> bool:
-    return any(flag in cpu_flags() for flag in BF16_FLAGS)
+    return not isa_lowered() and any(flag in cpu_flags() for flag in BF16_FLAGS)
 
 
 def gpu_count() -> int:
@@ -49,6 +100,8 @@ def cpu_precision() -> tuple[str, str]:
     if cpu_has_bf16():
         flag = next(f for f in BF16_FLAGS if f in cpu_flags())
         return "bf16-mixed", f"CPU has {flag}"
+    if isa_lowered():
+        return "32-true", "ISA capped at AVX2 by ATEN_CPU_CAPABILITY/ONEDNN_MAX_CPU_ISA (bf16 would be emulated)"
     return "32-true", "CPU has no AVX512-BF16/AMX (bf16 would be emulated)"
 
 
@@ -143,4 +196,5 @@ def start_line(info: dict[str, Any]) -> str:
             f"({info['precision_reason']}), strategy {info['strategy']}")
 
 
-__all__ = ["check_devices", "chosen_precision", "cpu_precision", "describe", "register_resolvers", "start_line"]
+__all__ = ["check_devices", "chosen_precision", "cpu_precision", "describe", "machine_record", "register_resolvers",
+           "start_line"]

@@ -241,7 +241,7 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> list:
     from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
     from cnnbench.testing.faults import FaultInjection
-    from cnnbench.training.callbacks import NonFiniteLoss, Preemption, RNGState
+    from cnnbench.training.callbacks import GradNorm, NonFiniteLoss, Preemption, RNGState
     from cnnbench.training.recipe_callbacks import build_recipe_callbacks
 
     ckpt_dir = run_dir / "checkpoints"
@@ -264,6 +264,8 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> list:
     if fault is not None:
         callbacks.append(fault)
     callbacks += [RNGState(), Preemption(ckpt_dir), NonFiniteLoss(str(cfg.loss.get("on_nonfinite", "stop")))]
+    if cfg.get("log_grad_norm"):
+        callbacks.append(GradNorm())
     callbacks.extend(build_recipe_callbacks(cfg))
     return callbacks
 

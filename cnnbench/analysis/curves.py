@@ -16,28 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.analysis.degradation import plot_error_curves, save_figure, summarize_run
-
-IGNORED_OVERRIDES = ("experiment=", "hydra.", "run_name=", "trainer.enable_progress_bar=")
-
-
-def run_overrides(run: Path) -> list[str]:
-    """The overrides that distinguish a run within its sweep (from Hydra's .hydra/overrides.yaml)."""
-    from omegaconf import OmegaConf
-
-    path = run / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        return []
-    return [str(o) for o in OmegaConf.load(path) if not str(o).lstrip("+").startswith(IGNORED_OVERRIDES)]
-
-
-def run_label(run: Path, fallback: str) -> str:
-    """`model=inception_v4 model.aux_logits=false` → `inception_v4 aux_logits=false`."""
-    parts = []
-    for o in run_overrides(run):
-        key, _, value = o.lstrip("+").partition("=")
-        parts.append(value if key == "model" else f"{key.split('.')[-1]}={value}")
-    return " ".join(parts) or fallback
-
+from cnnbench.analysis.runs import run_label, run_overrides  # noqa: F401 (run_label: re-exported)
 
 def error_at(curve: list[tuple[int, float]], iteration: float) -> float | None:
     """The last logged error at or before `iteration` (None before the first point)."""
@@ -51,7 +30,6 @@ def summarize_curves(runs: list[Path]) -> list[dict[str, Any]]:
         row = summarize_run(run)
         if row is None:
             continue
-        row["label"] = run_label(run, row["model"])
         val = row["curves"]["val"]
         last = row["iterations"]
         row["val_err_at_fraction"] = {f"{q:.2f}": error_at(val, q * last) for q in (0.25, 0.5, 0.75, 1.0)}
@@ -66,9 +44,15 @@ def plot_curves(rows: list[dict[str, Any]], path: Path, title: str, smooth: int 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from cnnbench.analysis.seeds import arm_curves
+
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for i, r in enumerate(sorted(rows, key=lambda r: r["label"])):
-        plot_error_curves(ax, r["curves"], plt.cm.tab10(i % 10), r["label"], smooth, train_alpha=0.8)
+    curves = arm_curves(rows)
+    for i, label in enumerate(sorted(curves)):
+        plot_error_curves(ax, curves[label], plt.cm.tab10(i % 10), label, smooth, train_alpha=0.8)
+    seeds = len({r.get("seed") for r in rows})
+    if seeds > 1:
+        title = f"{title} (mean of {seeds} seeds, shaded: their range)"
     ax.set(title=title, xlabel="iterations", ylabel="error (%)")
     save_figure(fig, [ax], path, legend_size=7)
 

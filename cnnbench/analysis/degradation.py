@@ -15,6 +15,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from cnnbench.analysis.runs import run_label, run_seed
+
 
 def _depth(model: str) -> int:
     m = re.search(r"(\d+)$", model)
@@ -43,14 +45,19 @@ def read_curves(metrics_csv: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def plot_error_curves(ax, curves: dict[str, list], colour, label: str, smooth: int, train_alpha: float) -> None:
-    """One run on `ax`: training error (thin, moving average over `smooth` points) and held-out error (bold)."""
-    its, errs = zip(*curves["train"], strict=True)
-    ax.plot(its, [100 * e for e in moving_average(list(errs), smooth)], color=colour, linewidth=0.8,
+    """One run — or one arm's mean over seeds — on `ax`: training error (thin, moving average over `smooth`
+    points) and held-out error (bold). Points are (iteration, error) or, for an arm, (iteration, mean, min,
+    max) (cnnbench/analysis/seeds.py): the seeds' min–max range of the held-out error is shaded."""
+    its, errs = [p[0] for p in curves["train"]], [p[1] for p in curves["train"]]
+    ax.plot(its, [100 * e for e in moving_average(errs, smooth)], color=colour, linewidth=0.8,
             alpha=train_alpha, label=f"{label} train")
     if curves["val"]:
-        its, errs = zip(*curves["val"], strict=True)
+        its, errs = [p[0] for p in curves["val"]], [p[1] for p in curves["val"]]
         ax.plot(its, [100 * e for e in errs], color=colour, linewidth=2.4, marker="o", markersize=3,
                 label=f"{label} held-out")
+        if len(curves["val"][0]) == 4:
+            ax.fill_between(its, [100 * p[2] for p in curves["val"]], [100 * p[3] for p in curves["val"]],
+                            color=colour, alpha=0.18, linewidth=0)
 
 
 def save_figure(fig, axes, path: Path, legend_size: int) -> None:
@@ -89,7 +96,7 @@ def summarize_run(run: Path, end_fraction: float = 0.25) -> dict[str, Any] | Non
     model = str(results.get("model"))
     test_acc = results.get("test/acc1")
     return {
-        "model": model, "run_dir": str(run),
+        "model": model, "run_dir": str(run), "label": run_label(run, model), "seed": run_seed(run),
         "iterations": int(results.get("steps") or last_it), "wall_s": results.get("wall_s"),
         "n_train": results.get("n_train"), "n_test": results.get("n_test"),
         "train_err_final": sum(tail) / len(tail), "train_err_final_batches": len(tail),
@@ -109,10 +116,17 @@ def summarize_degradation_run(run: Path, end_fraction: float = 0.25) -> dict[str
 
 
 def compare(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per family, shallowest vs deepest: does depth raise (plain) or lower (residual) the error?"""
+    """Per family, shallowest vs deepest (each model's mean over its seeds): does depth raise (plain) or lower
+    (residual) the error? The verdicts with seed noise come from `expect=` (cnnbench/analysis/seeds.py)."""
     out: dict[str, Any] = {}
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_model.setdefault(r["model"], []).append(r)
+    means = [{"model": m, "family": rs[0]["family"], "depth": rs[0]["depth"],
+              **{k: sum(r[k] for r in rs) / len(rs) if all(r.get(k) is not None for r in rs) else None
+                 for k in ("train_err_final", "val_err_final", "test_err")}} for m, rs in by_model.items()]
     for family in ("plain", "residual"):
-        members = sorted((r for r in rows if r["family"] == family), key=lambda r: r["depth"])
+        members = sorted((r for r in means if r["family"] == family), key=lambda r: r["depth"])
         if len(members) < 2:
             continue
         shallow, deep = members[0], members[-1]
@@ -143,9 +157,16 @@ def plot_degradation(rows: list[dict[str, Any]], path: Path, smooth: int = 5) ->
     fig, axes = plt.subplots(1, len(families), figsize=(6 * len(families), 4.5), squeeze=False, sharey=True)
     depths = sorted({r["depth"] for r in rows})
     colours = {d: plt.cm.viridis(i / max(1, len(depths) - 1) * 0.85) for i, d in enumerate(depths)}
+    from cnnbench.analysis.seeds import arm_curves
+
     for ax, family in zip(axes[0], families, strict=True):
-        for r in sorted((r for r in rows if r["family"] == family), key=lambda r: r["depth"]):
-            plot_error_curves(ax, r["curves"], colours[r["depth"]], r["model"], smooth, train_alpha=0.9)
+        members = sorted((r for r in rows if r["family"] == family), key=lambda r: r["depth"])
+        curves = arm_curves(members)
+        for label in dict.fromkeys(r["label"] for r in members):
+            depth = next(r["depth"] for r in members if r["label"] == label)
+            plot_error_curves(ax, curves[label], colours[depth], label, smooth, train_alpha=0.9)
         ax.set(title=f"{family} nets", xlabel="iterations", ylabel="error (%)")
-    fig.suptitle("thin: training error (batch, moving avg.) · bold: held-out error", fontsize=9)
+    seeds = len({r.get("seed") for r in rows})
+    spread = f" · mean of {seeds} seeds, shaded: their range" if seeds > 1 else ""
+    fig.suptitle(f"thin: training error (batch, moving avg.) · bold: held-out error{spread}", fontsize=9)
     save_figure(fig, axes[0], path, legend_size=8)

@@ -111,7 +111,9 @@ def _degradation(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], list[P
     plot_degradation(rows, png_path, smooth=int(cfg.get("smooth", 5)))
     comparison = compare(rows)
     summary = {"analysis": "degradation", "paper": "He et al. 2015 §4.2, Fig. 1 and Fig. 6",
-               "end_fraction": float(cfg.get("end_fraction", 0.25)), "comparison": comparison, "runs": rows}
+               "end_fraction": float(cfg.get("end_fraction", 0.25)), "comparison": comparison}
+    summary.update(_arms_and_verdicts(cfg, rows))
+    summary["runs"] = rows
     write_json(json_path, summary)
     for r in sorted(rows, key=lambda r: (r["family"], r["depth"])):
         val = f"{100 * r['val_err_final']:.2f}" if r["val_err_final"] is not None else "—"
@@ -124,6 +126,25 @@ def _degradation(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], list[P
     return summary, [json_path, png_path]
 
 
+def _arms_and_verdicts(cfg: DictConfig, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per arm (runs that differ only in `seed=`): mean ± std of each metric; then the verdict on each
+    `expect=["A < B", …]` by the stated rule (cnnbench/analysis/seeds.py)."""
+    from cnnbench.analysis.seeds import arms, decide, format_verdict
+
+    table = arms(rows)
+    metric, factor = str(cfg.get("metric") or "test_err"), float(cfg.get("rule_factor", 2.0))
+    pct = lambda v: f"{100 * v:.2f}" if v is not None else "—"  # noqa: E731
+    for label, arm in table.items():
+        if metric in arm:
+            s = arm[metric]
+            print(f"cnnbench analyze: arm {label:<36} {metric} {pct(s['mean'])} ± {pct(s['std'])} % "
+                  f"(seeds {', '.join(str(x) for x in arm['seeds'])})", flush=True)
+    verdicts = [decide(table, str(e), metric, factor) for e in (cfg.get("expect") or [])]
+    for v in verdicts:
+        print(f"cnnbench analyze: {format_verdict(v)}", flush=True)
+    return {"metric": metric, "rule_factor": factor, "arms": table, "verdicts": verdicts}
+
+
 def _curves(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], list[Path]]:
     from cnnbench.analysis.curves import plot_curves, summarize_curves
 
@@ -132,13 +153,14 @@ def _curves(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], list[Path]]
         raise UserError(f"runs={cfg.runs!r}: no run logged train/err in metrics.csv (train with this cnnbench)")
     name, png_path, json_path = _outputs(cfg, run_dir, "curves")
     plot_curves(rows, png_path, title=str(cfg.get("title") or "error vs iterations"), smooth=int(cfg.get("smooth", 5)))
-    write_json(json_path, {"analysis": "curves", "name": name, "runs": rows})
+    seeds = _arms_and_verdicts(cfg, rows)
+    write_json(json_path, {"analysis": "curves", "name": name, **seeds, "runs": rows})
     for r in sorted(rows, key=lambda r: r["label"]):
         pct = lambda v: f"{100 * v:.2f}%" if v is not None else "—"  # noqa: E731
         quarters = " ".join(pct(v) for v in r["val_err_at_fraction"].values())
         print(f"cnnbench analyze: {r['label']:<40} held-out err at ¼ ½ ¾ end: {quarters}  mean {pct(r['val_err_mean'])}"
               f"  test err {pct(r['test_err'])}  ({r['iterations']} it, {r['wall_s']} s)", flush=True)
-    return {"runs": rows}, [json_path, png_path]
+    return {"runs": rows, **seeds}, [json_path, png_path]
 
 
 def _scaling(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], list[Path]]:

@@ -32,6 +32,7 @@ from cnnbench.benchmarking import (
 from cnnbench.data import ImageDataModule
 from cnnbench.errors import UserError
 from cnnbench.run import build_datamodule, build_module, build_trainer, model_config, resolve_paths
+from cnnbench.hardware import machine_record
 from cnnbench.runtime import absolute, resolve_run_dir, write_json
 from cnnbench.training.module import ClassificationModule, Normalize, model_kwargs
 from cnnbench.training.optim import build_optimizer, scaled_lr
@@ -344,7 +345,8 @@ class _Bench:
             "device": str(self.device), "device_name": _device_name(self.device), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "num_workers": int(self.cfg.data.num_workers),
             "warmup": self.warmup, "steps": self.steps, "rounds": self.rounds,
-            "macs_per_image": self.flops_per_image / 2, "peak_flops": self.peaks, "modes": {},
+            "macs_per_image": self.flops_per_image / 2, "peak_flops": self.peaks,
+            "machine": machine_record(), "modes": {},
         }
         for mode in modes:
             if mode == "data":

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from cnnbench.checkpoint import check_compatible, load_checkpoint, newest_loadable_checkpoint, record_of
 from cnnbench.data import ImageDataModule
 from cnnbench.errors import UserError
-from cnnbench.hardware import check_devices, describe, start_line
+from cnnbench.hardware import check_devices, describe, machine_record, start_line
 from cnnbench.run import build_datamodule, build_module, build_trainer, global_batch, resolve_paths
 from cnnbench.runtime import (
     PROCESS_START,
@@ -110,6 +110,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, callbacks: list | 
         outcome = _fit_and_test(cfg, trainer, module, dm, ckpt_path, run_dir)  # 4. fit, then test the best weights
         results = _results(cfg, trainer, dm, module, outcome, ckpt_path, run_dir, start)  # 5. results.json
         results["hardware"] = hardware
+        results["machine"] = machine_record()
         if trainer.is_global_zero:
             write_json(run_dir / "results.json", results)
             _report(results, outcome.stopped)
@@ -200,6 +201,7 @@ def _results(cfg: DictConfig, trainer: L.Trainer, dm: ImageDataModule, module: C
     results = {
         "model": cfg.model.name,
         "data": str(cfg.data.name),
+        "seed": int(cfg.seed),
         "test/acc1": float(test_metrics.get("test/acc1", float("nan"))),
         "test/acc5": float(test_metrics.get("test/acc5", float("nan"))),
         "val/acc1": _best_val(trainer),

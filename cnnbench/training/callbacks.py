@@ -186,4 +186,19 @@ class NonFiniteLoss(Callback):
                     int(trainer.global_step))
 
 
-__all__ = ["RNGState", "Preemption", "NonFiniteLoss", "NonFiniteLossError", "capture_rng", "restore_rng"]
+class GradNorm(Callback):
+    """`log_grad_norm=true`: the total 2-norm of the gradients as `train/grad_norm`, every `log_every_n_steps`,
+    before gradient clipping (Lightning calls this hook before it clips), so a run with
+    `trainer.gradient_clip_val` shows how much clipping shrinks each step."""
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        from lightning.pytorch.utilities import grad_norm
+
+        if (trainer.global_step + 1) % max(1, int(trainer.log_every_n_steps)) and trainer.global_step:
+            return
+        norms = grad_norm(pl_module, norm_type=2)
+        if "grad_2.0_norm_total" in norms:
+            pl_module.log("train/grad_norm", norms["grad_2.0_norm_total"], on_step=True, on_epoch=False)
+
+
+__all__ = ["RNGState", "Preemption", "NonFiniteLoss", "NonFiniteLossError", "GradNorm", "capture_rng", "restore_rng"]
