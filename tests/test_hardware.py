@@ -91,3 +91,30 @@ def test_cli_devices_8_is_refused_before_a_run_dir_exists(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "trainer.devices=8 asks for 8 GPUs" in lines[0], proc.stderr
     assert not any(tmp_path.iterdir())  # no outputs/ made
+
+
+def test_machine_record_names_the_cpu_class(cpu, monkeypatch):
+    """results.json and benchmark.json carry the machine: CPU model, cores, the ISA flags that set its speed
+    class, the kernel ISA torch uses, torch version and threads."""
+    cpu("avx2", "fma", "avx512f", "avx512_bf16", "sse4_2")
+    for var in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    record = hardware.machine_record()
+    assert record["cpu_flags"] == ["avx2", "avx512_bf16", "avx512f"]  # only the speed-class flags, sorted
+    assert record["torch"] == torch.__version__ and record["torch_threads"] == torch.get_num_threads()
+    assert record["cpu_cores"] >= 1 and record["cpu_model"]
+    assert record["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert "environment" not in record
+
+
+def test_an_isa_capped_to_avx2_runs_fp32_like_an_avx2_cpu(cpu, monkeypatch):
+    """`ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2` emulates the AVX2-only class: bf16 would be emulated
+    there, so the CPU precision is fp32 even though the flags show AVX512-BF16; the record says so."""
+    cpu("avx2", "avx512f", "avx512_bf16")
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    assert hardware.cpu_precision()[0] == "bf16-mixed"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    precision, reason = hardware.cpu_precision()
+    assert precision == "32-true" and "ONEDNN_MAX_CPU_ISA" in reason
+    assert hardware.machine_record()["environment"]["ONEDNN_MAX_CPU_ISA"] == "AVX2"

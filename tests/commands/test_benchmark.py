@@ -25,6 +25,7 @@ def test_benchmark_writes_well_formed_json(tmp_path):
     written = json.loads((tmp_path / "benchmark.json").read_text())
     assert written["model"] == "resnet20" and set(written["modes"]) == {"train", "infer", "eval"}
     assert _finite_positive(written["peak_flops"]["fp32"]) and _finite_positive(written["peak_flops"]["bf16"])
+    assert written["machine"]["cpu_cores"] >= 1 and written["machine"]["torch"] == torch.__version__  # where it ran
     assert _finite_positive(written["macs_per_image"])
     for mode, r in written["modes"].items():
         for key in ("images_per_s", "step_ms", "peak_mem_mb", "mfu", "ratio_vs_plain_loop"):

@@ -33,6 +33,8 @@ def test_fashion_mnist_smoke(tmp_path, fashion_mnist):
                                        "trainer.max_epochs=2", "data.batch_size=64"])
     results = train(cfg, run_dir=tmp_path)
     assert results["data"] == "fashion_mnist" and results["n_test"] == 500
+    assert results["seed"] == cfg.seed and results["machine"]["cpu_cores"] >= 1  # what and where it ran
+    assert results["machine"]["torch"] == torch.__version__
     assert results["test/acc1"] > 0.5, results  # chance is 0.1
 
 
