@@ -353,6 +353,10 @@ def test_run_label_names_a_run_by_its_sweep_overrides(tmp_path):
     OmegaConf.save(OmegaConf.create(["model=inception_v4", "model.aux_logits=false", "experiment=claim_x",
                                      "hydra.sweep.dir=x"]), tmp_path / ".hydra" / "overrides.yaml")
     assert run_label(tmp_path, "fallback") == "inception_v4 aux_logits=false"
+    # the same run typed by hand, overrides in another order and a seed: the same arm label
+    OmegaConf.save(OmegaConf.create(["trainer.gradient_clip_val=2.0", "seed=43", "model.aux_logits=false",
+                                     "model=inception_v4"]), tmp_path / ".hydra" / "overrides.yaml")
+    assert run_label(tmp_path, "fallback") == "inception_v4 aux_logits=false gradient_clip_val=2.0"
     assert run_label(tmp_path / "missing", "fallback") == "fallback"
     curve = [(50, 0.5), (100, 0.4), (150, 0.3)]
     assert (error_at(curve, 40), error_at(curve, 100), error_at(curve, 149)) == (None, 0.4, 0.4)

@@ -19,12 +19,13 @@ def run_overrides(run: Path) -> list[str]:
 
 
 def run_label(run: Path, fallback: str) -> str:
-    """`model=inception_v4 model.aux_logits=false` → `inception_v4 aux_logits=false`."""
-    parts = []
+    """`model=inception_v4 model.aux_logits=false` → `inception_v4 aux_logits=false`: the model first, then
+    the other overrides sorted, so a sweep's job and the same run typed by hand get the same label."""
+    models, parts = [], []
     for o in run_overrides(run):
         key, _, value = o.lstrip("+").partition("=")
-        parts.append(value if key == "model" else f"{key.split('.')[-1]}={value}")
-    return " ".join(parts) or fallback
+        (models if key == "model" else parts).append(value if key == "model" else f"{key.split('.')[-1]}={value}")
+    return " ".join(models + sorted(parts)) or fallback
 
 
 def run_seed(run: Path) -> int | None:
