@@ -256,9 +256,12 @@ def _tiny_sweep(root: Path, experiment: str, jobs: list[list[str]], fashion_smal
 def test_claim_sweeps_compare_what_the_papers_compare():
     assert _sweep_params("claim_inception_residual") == {"model": "inception_v4,inception_resnet_v2",
                                                          "trainer.gradient_clip_val": "2.0,null"}
-    assert _sweep_params("claim_residual_scaling") == {"model": "inception_resnet_v2",
+    seeds = "42,43,44"  # three seeds per arm: the claims' decision rule needs the seed spread
+    assert _sweep_params("claim_residual_scaling") == {"model": "inception_resnet_v2", "seed": seeds,
                                                        "model.residual_scale": "0.1,1.0", "trainer.gradient_clip_val": "2.0"}
-    assert _sweep_params("claim_aux_classifiers") == {"model.aux_logits": "true,false"}
+    assert _sweep_params("claim_aux_classifiers") == {"model.aux_logits": "true,false", "seed": seeds}
+    assert _sweep_params("claim_highway_vs_resnet")["seed"] == seeds
+    assert _sweep_params("claim_degradation") == {"model": "plain20,plain56,resnet20,resnet56", "seed": seeds}
     assert _sweep_params("claim_highway_vs_resnet")["claim.variant"].split(",") == [
         "highway_20", "highway_32", "resnet_20", "resnet_32"]
     variants = _sweep_params("claim_compound_scaling")["claim.variant"].split(",")

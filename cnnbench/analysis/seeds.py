@@ -109,6 +109,8 @@ def arm_curves(rows: list[dict[str, Any]]) -> dict[str, dict[str, list]]:
 
 
 def format_verdict(v: dict[str, Any]) -> str:
-    pct = lambda x: f"{100 * x:.2f}" if x is not None else "—"  # noqa: E731
-    return (f"{v['expectation']}: gap {pct(v['gap_in_paper_direction'])} points in the paper's direction, "
+    percent = v["metric"].endswith("_err")
+    pct = lambda x: "—" if x is None else f"{100 * x:.2f}" if percent else f"{x:.4f}"  # noqa: E731
+    unit = " points" if percent else ""
+    return (f"{v['expectation']}: gap {pct(v['gap_in_paper_direction'])}{unit} in the paper's direction, "
             f"threshold {pct(v['threshold'])} (2× pooled std, seeds {v['seeds'][0]}+{v['seeds'][1]}) → {v['verdict']}")

@@ -21,6 +21,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from cnnbench.analysis.runs import run_seed
 from cnnbench.errors import UserError
 from cnnbench.run import build_datamodule, checkpoint_paths, find_runs, resolve_paths
 from cnnbench.runtime import absolute, original_cwd, resolve_run_dir, write_json
@@ -82,7 +83,7 @@ def _layer_responses(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], li
         label, k = name, 2
         while label in networks:
             label, k = f"{name} ({k})", k + 1
-        networks[label] = {"model": name, "checkpoint": path, **res}
+        networks[label] = {"model": name, "checkpoint": path, "seed": run_seed(Path(path).parent.parent), **res}
         print(f"cnnbench analyze: {label}: {res['n_layers']} 3×3 layers on {res['n_images']} test images, "
               f"std first/last {res['std_layer_order'][0]:.3f}/{res['std_layer_order'][-1]:.3f}, "
               f"mean {sum(res['std_layer_order']) / res['n_layers']:.3f}", flush=True)
@@ -91,6 +92,10 @@ def _layer_responses(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], li
                "response": "output of the BatchNorm2d that follows each 3x3 conv (before ReLU/addition), eval mode",
                "std": "pooled over images, channels and positions (std_channel_mean: per channel, averaged)",
                "networks": networks}
+    # over seeds: each net's mean response std (its layers averaged), per model; `expect=["resnet56 < resnet20"]`
+    rows = [{"label": n["model"], "seed": n["seed"], "run_dir": n["checkpoint"],
+             "response_std_mean": sum(n["std_layer_order"]) / n["n_layers"]} for n in networks.values()]
+    summary.update(_arms_and_verdicts(cfg, rows, metric="response_std_mean"))
     json_path, png_path = run_dir / "layer_responses.json", run_dir / "layer_responses.png"
     write_json(json_path, summary)
     plot_layer_responses({k: v for k, v in networks.items()}, png_path,
@@ -126,18 +131,20 @@ def _degradation(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], list[P
     return summary, [json_path, png_path]
 
 
-def _arms_and_verdicts(cfg: DictConfig, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _arms_and_verdicts(cfg: DictConfig, rows: list[dict[str, Any]], metric: str | None = None) -> dict[str, Any]:
     """Per arm (runs that differ only in `seed=`): mean ± std of each metric; then the verdict on each
     `expect=["A < B", …]` by the stated rule (cnnbench/analysis/seeds.py)."""
-    from cnnbench.analysis.seeds import arms, decide, format_verdict
+    from cnnbench.analysis.seeds import METRICS, arms, decide, format_verdict
 
-    table = arms(rows)
-    metric, factor = str(cfg.get("metric") or "test_err"), float(cfg.get("rule_factor", 2.0))
-    pct = lambda v: f"{100 * v:.2f}" if v is not None else "—"  # noqa: E731
+    metric = metric or str(cfg.get("metric") or "test_err")
+    table = arms(rows, metrics=tuple(dict.fromkeys((*METRICS, metric))))
+    factor = float(cfg.get("rule_factor", 2.0))
+    percent = metric.endswith("_err")
+    pct = lambda v: "—" if v is None else f"{100 * v:.2f}" if percent else f"{v:.4f}"  # noqa: E731
     for label, arm in table.items():
         if metric in arm:
             s = arm[metric]
-            print(f"cnnbench analyze: arm {label:<36} {metric} {pct(s['mean'])} ± {pct(s['std'])} % "
+            print(f"cnnbench analyze: arm {label:<36} {metric} {pct(s['mean'])} ± {pct(s['std'])}{' %' if percent else ''} "
                   f"(seeds {', '.join(str(x) for x in arm['seeds'])})", flush=True)
     verdicts = [decide(table, str(e), metric, factor) for e in (cfg.get("expect") or [])]
     for v in verdicts:
