@@ -76,9 +76,13 @@ def test_claim_degradation_composes_the_four_nets_of_fig6():
 
 
 def test_claim_degradation_smoke_figure(claim_runs, tmp_path):
-    summary = _analyze(["analysis=degradation", f"runs={claim_runs}/*", f"copy_to={tmp_path / 'copy'}"],
-                       tmp_path / "out")
+    summary = _analyze(["analysis=degradation", f"runs={claim_runs}/*", f"copy_to={tmp_path / 'copy'}",
+                        'expect=["resnet20 < plain20"]', "metric=[test_err,train_err_final]"], tmp_path / "out")
     assert (tmp_path / "out" / "degradation.png").stat().st_size > 1000
+    # one seed per net: the arms have no spread, so the stated rule cannot resolve the expectation
+    assert summary["arms"]["resnet20"]["seeds"] == [42] and summary["arms"]["plain20"]["test_err"]["n"] == 1
+    assert [(v["metric"], v["verdict"]) for v in summary["verdicts"]] == [
+        ("test_err", "not resolved (one seed)"), ("train_err_final", "not resolved (one seed)")]
     assert (tmp_path / "copy" / "degradation.png").is_file()
     on_disk = json.loads((tmp_path / "out" / "degradation.json").read_text())
     models = sorted(r["model"] for r in on_disk["runs"])

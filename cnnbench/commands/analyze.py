@@ -136,9 +136,20 @@ def _arms_and_verdicts(cfg: DictConfig, rows: list[dict[str, Any]], metric: str 
     `expect=["A < B", …]` by the stated rule (cnnbench/analysis/seeds.py)."""
     from cnnbench.analysis.seeds import METRICS, arms, decide, format_verdict
 
-    metric = metric or str(cfg.get("metric") or "test_err")
-    table = arms(rows, metrics=tuple(dict.fromkeys((*METRICS, metric))))
+    configured = cfg.get("metric") or "test_err"
+    metrics = [metric] if metric else [str(m) for m in configured] if OmegaConf.is_list(configured) else [str(configured)]
+    table = arms(rows, metrics=tuple(dict.fromkeys((*METRICS, *metrics))))
     factor = float(cfg.get("rule_factor", 2.0))
+    verdicts = [decide(table, str(e), m, factor) for m in metrics for e in (cfg.get("expect") or [])]
+    for m in metrics:
+        _print_arms(table, m)
+    for v in verdicts:
+        print(f"cnnbench analyze: {format_verdict(v)}", flush=True)
+    return {"metric": metrics[0] if len(metrics) == 1 else metrics, "rule_factor": factor, "arms": table,
+            "verdicts": verdicts}
+
+
+def _print_arms(table: dict[str, Any], metric: str) -> None:
     percent = metric.endswith("_err")
     pct = lambda v: "—" if v is None else f"{100 * v:.2f}" if percent else f"{v:.4f}"  # noqa: E731
     for label, arm in table.items():
@@ -146,10 +157,6 @@ def _arms_and_verdicts(cfg: DictConfig, rows: list[dict[str, Any]], metric: str 
             s = arm[metric]
             print(f"cnnbench analyze: arm {label:<36} {metric} {pct(s['mean'])} ± {pct(s['std'])}{' %' if percent else ''} "
                   f"(seeds {', '.join(str(x) for x in arm['seeds'])})", flush=True)
-    verdicts = [decide(table, str(e), metric, factor) for e in (cfg.get("expect") or [])]
-    for v in verdicts:
-        print(f"cnnbench analyze: {format_verdict(v)}", flush=True)
-    return {"metric": metric, "rule_factor": factor, "arms": table, "verdicts": verdicts}
 
 
 def _curves(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], list[Path]]:
