@@ -12,7 +12,7 @@ numbers:
 With one seed per arm there is no spread: the verdict is "not resolved (one seed)".
 An expectation is written `"<arm A> < <arm B>"`: the paper says A's metric (an error) is lower than B's. Each
 side is a set of words that must all appear in the arm's label (`resnet56`, `aux_logits=true`,
-`residual_scale=0.1 gradient_clip_val=2.0`), and must match exactly one arm.
+`residual_scale=0.1 gradient_clip_val=2.0`; case-insensitive), and must match exactly one arm.
 """
 from __future__ import annotations
 
@@ -54,8 +54,8 @@ def match_arm(side: str, labels: list[str]) -> str:
     """The one arm whose label holds every word of `side`."""
     from cnnbench.errors import UserError
 
-    words = side.split()
-    found = [label for label in labels if all(w in label.split() for w in words)]
+    words = side.lower().split()  # Hydra's sweeper writes `true` as `True`: compare case-insensitively
+    found = [label for label in labels if all(w in label.lower().split() for w in words)]
     if len(found) != 1:
         raise UserError(f"expect: {side!r} matches {len(found)} arms ({', '.join(found) or 'none'}); "
                         f"arms: {', '.join(labels)}")

@@ -31,7 +31,7 @@ def test_arms_group_runs_that_differ_only_in_their_seed():
 
 
 def _table(a: list[float], b: list[float]) -> dict:
-    rows = [_row("aux_logits=true", 42 + i, v) for i, v in enumerate(a)]
+    rows = [_row("aux_logits=True", 42 + i, v) for i, v in enumerate(a)]  # as Hydra's sweeper writes it
     rows += [_row("aux_logits=false", 42 + i, v) for i, v in enumerate(b)]
     return arms(rows, metrics=("test_err",))
 
