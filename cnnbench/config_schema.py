@@ -186,9 +186,10 @@ def _backend_matches_accelerator(cfg: DictConfig) -> str | None:
     return None
 
 
-def _optimized_metric_is_produced(cfg: DictConfig) -> str | None:
+def optimized_metric_is_produced(cfg: DictConfig) -> str | None:
     """A search (hparams_search=…) optimising a validation metric needs a validation split, or every trial
-    returns nothing and the study fails only at its end."""
+    returns nothing and the study fails only at its end. Also checked once before a sweep starts
+    (`cnnbench.sweep.SweepSummary.on_multirun_start`)."""
     metric = OmegaConf.select(cfg, "optimized_metric", default=None)
     split = OmegaConf.select(cfg, "data.val_split", default=_MISSING)
     if isinstance(metric, str) and metric.startswith("val/") and split in (0, 0.0, None):
@@ -198,7 +199,7 @@ def _optimized_metric_is_produced(cfg: DictConfig) -> str | None:
 
 
 COMBINATIONS: list[Callable[[DictConfig], str | None]] = [_model_minimum, _backend_matches_accelerator,
-                                                         _optimized_metric_is_produced]
+                                                         optimized_metric_is_produced]
 
 
 def problems(cfg: DictConfig) -> list[str]:
@@ -224,4 +225,4 @@ def validate(cfg: DictConfig) -> None:
         raise UserError(found[0] + more)
 
 
-__all__ = ["Rule", "RULES", "COMBINATIONS", "problems", "validate"]
+__all__ = ["Rule", "RULES", "COMBINATIONS", "problems", "validate", "optimized_metric_is_produced"]
