@@ -118,8 +118,11 @@ def _keys_of(command: str, node: str, overrides: list[str]) -> list[str]:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    from cnnbench.hardware import deferred_device_probe
+
     try:
-        with initialize_config_dir(config_dir=conf_dir(), version_base="1.3", job_name=command):
+        with deferred_device_probe(), initialize_config_dir(config_dir=conf_dir(), version_base="1.3",
+                                                            job_name=command):
             cfg = compose(config_name=command, overrides=overrides)
         value = OmegaConf.select(cfg, node) if node else cfg
         return sorted(str(k) for k in value.keys()) if OmegaConf.is_dict(value) else []
@@ -136,10 +139,13 @@ def _precheck(command: str, args: list[str]) -> None:
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
+    from cnnbench.hardware import deferred_device_probe
+
     overrides = [a for a in args if not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
     try:
-        with initialize_config_dir(config_dir=conf_dir(), version_base="1.3", job_name=command):
-            cfg = compose(config_name=command, overrides=overrides)
+        with deferred_device_probe(), initialize_config_dir(config_dir=conf_dir(), version_base="1.3",
+                                                            job_name=command):
+            cfg = compose(config_name=command, overrides=overrides)  # no torch import to count GPUs
     except HydraException as err:
         print(f"cnnbench {command}: error: {_config_error(command, err, overrides)}", file=sys.stderr, flush=True)
         sys.exit(2)
@@ -189,14 +195,13 @@ def _precheck_eval(cfg, args: list[str]) -> None:
     values (crops, split, a missing checkpoint) as one line — all before torch and Lightning load."""
     from cnnbench.config_schema import validate
     from cnnbench.errors import UserError
-    from cnnbench.run import checkpoint_paths, latest_finished_run
+    from cnnbench.run import checkpoint_paths, latest_run_checkpoint
 
     try:
         validate(cfg)
         ckpt = cfg.get("ckpt_path")
         if ckpt is None:
-            run_dir, ckpt = latest_finished_run([str(r) for r in cfg.eval.latest_from])
-            print(f"cnnbench eval: ckpt_path not given — using {ckpt} (newest finished run {run_dir})", flush=True)
+            ckpt = latest_run_checkpoint([str(r) for r in cfg.eval.latest_from])  # says which, once
             args.append(f"ckpt_path={ckpt}")
         for path in checkpoint_paths(ckpt):
             if not Path(path).is_file():

@@ -146,7 +146,13 @@ RULES: list[Rule] = [
     Rule("ema.every_n_steps", pos_int, "an integer >= 1"),
     Rule("conditional_warmup.enabled", *code_choices("cnnbench.training.recipe_callbacks:WARMUP_ENABLED")),
     Rule("schedule.gamma", positive, "a positive number"),
-    Rule("crops", *code_choices("cnnbench.evaluation.crops:CROP_CHOICES")),
+    # eval / predict: choices from a module without imports, so a bad value is reported before torch loads
+    Rule("crops", *code_choices("cnnbench.evaluation.choices:CROP_CHOICES")),
+    Rule("split", *code_choices("cnnbench.evaluation.choices:SPLITS")),
+    Rule("eval.mode", *code_choices("cnnbench.evaluation.choices:MODES")),
+    Rule("eval.twelve", *code_choices("cnnbench.evaluation.choices:TWELVE")),
+    Rule("eval.aggregate", *code_choices("cnnbench.evaluation.choices:AGGREGATES")),
+    Rule("eval.weights", *code_choices("cnnbench.evaluation.choices:WEIGHTS")),
     Rule("topk", pos_int, "an integer >= 1"),
     Rule("stylize.solver", *code_choices("cnnbench.stylize:SOLVERS")),
     Rule("stylize.pool", *code_choices("cnnbench.stylize:POOLS")),
@@ -186,9 +192,10 @@ def _backend_matches_accelerator(cfg: DictConfig) -> str | None:
     return None
 
 
-def _optimized_metric_is_produced(cfg: DictConfig) -> str | None:
+def optimized_metric_is_produced(cfg: DictConfig) -> str | None:
     """A search (hparams_search=…) optimising a validation metric needs a validation split, or every trial
-    returns nothing and the study fails only at its end."""
+    returns nothing and the study fails only at its end. Also checked once before a sweep starts
+    (`cnnbench.sweep.SweepSummary.on_multirun_start`)."""
     metric = OmegaConf.select(cfg, "optimized_metric", default=None)
     split = OmegaConf.select(cfg, "data.val_split", default=_MISSING)
     if isinstance(metric, str) and metric.startswith("val/") and split in (0, 0.0, None):
@@ -198,7 +205,7 @@ def _optimized_metric_is_produced(cfg: DictConfig) -> str | None:
 
 
 COMBINATIONS: list[Callable[[DictConfig], str | None]] = [_model_minimum, _backend_matches_accelerator,
-                                                         _optimized_metric_is_produced]
+                                                         optimized_metric_is_produced]
 
 
 def problems(cfg: DictConfig) -> list[str]:
@@ -224,4 +231,4 @@ def validate(cfg: DictConfig) -> None:
         raise UserError(found[0] + more)
 
 
-__all__ = ["Rule", "RULES", "COMBINATIONS", "problems", "validate"]
+__all__ = ["Rule", "RULES", "COMBINATIONS", "problems", "validate", "optimized_metric_is_produced"]

@@ -11,7 +11,9 @@
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -105,15 +107,36 @@ def cpu_precision() -> tuple[str, str]:
     return "32-true", "CPU has no AVX512-BF16/AMX (bf16 would be emulated)"
 
 
+_PROBE_DEFERRED = False  # inside `deferred_device_probe()`: the resolvers below do not count GPUs
+
+
+@contextlib.contextmanager
+def deferred_device_probe() -> Iterator[None]:
+    """Compose without counting GPUs: `${cnnbench_precision:…}` and `${cnnbench_pin_memory:}` resolve to
+    placeholders ("deferred", False) instead of importing torch. OmegaConf resolves an interpolation while it
+    merges a later value over it (conf/eval.yaml's `trainer.precision` over hardware/auto.yaml's), so a
+    compose alone would import torch; the CLI's argument checks compose a config that they only validate
+    (they read no precision or pin_memory) and must stay ahead of torch. Resolvers are not cached, so the
+    config resolves for real when read after the block."""
+    global _PROBE_DEFERRED
+    saved, _PROBE_DEFERRED = _PROBE_DEFERRED, True
+    try:
+        yield
+    finally:
+        _PROBE_DEFERRED = saved
+
+
 def chosen_precision(kind: str = "auto") -> str:
     """The resolver behind `${cnnbench_precision:auto|cpu}`."""
+    if _PROBE_DEFERRED:
+        return "deferred"
     if kind == "auto" and gpu_count() > 0:
         return "bf16-mixed"
     return cpu_precision()[0]
 
 
 def chosen_pin_memory() -> bool:
-    return gpu_count() > 0
+    return False if _PROBE_DEFERRED else gpu_count() > 0
 
 
 def register_resolvers() -> None:

@@ -130,6 +130,20 @@ def latest_finished_run(roots: list[str]) -> tuple[Path, str]:
     return run_dir, ckpt
 
 
+_ANNOUNCED: set[str] = set()  # checkpoints `latest_run_checkpoint` has named in this process
+
+
+def latest_run_checkpoint(roots: list[str], command: str = "eval") -> str:
+    """`latest_finished_run`'s checkpoint for a command without ckpt_path=, saying which run it took — once per
+    process and checkpoint: the CLI's check before Hydra and the command itself (and every job of an
+    `eval -m` sweep) may each ask."""
+    run_dir, ckpt = latest_finished_run(roots)
+    if ckpt not in _ANNOUNCED:
+        _ANNOUNCED.add(ckpt)
+        print(f"cnnbench {command}: ckpt_path not given — using {ckpt} (newest finished run {run_dir})", flush=True)
+    return ckpt
+
+
 def data_for_checkpoint(cfg: DictConfig, record: dict[str, Any]) -> tuple[DictConfig, str]:
     """The data config eval/analyze use for a checkpoint, and one line saying where it came from.
 

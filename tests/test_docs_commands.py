@@ -1,5 +1,6 @@
 """Every `cnnbench …` command in README.md and docs/*.md code blocks composes (Hydra's compose API, as
-`--cfg job` does): documentation that cannot rot. Placeholders (`…/last.ckpt`, `$SLURM_JOB_ID`) are filled in;
+`--cfg job` does) into a config that cnnbench's rules accept (cnnbench/config_schema.py): documentation that
+cannot rot. Placeholders (`…/last.ckpt`, `$SLURM_JOB_ID`) are filled in;
 a sweep (`-m a=1,2`) is composed at its first value."""
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cnnbench.cli import COMMANDS, trainer_args
+from cnnbench.config_schema import problems
 from tests.helpers import compose_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,4 +73,4 @@ def test_documented_command_composes(doc, line):
     assert command in COMMANDS, f"{doc}: unknown command in {line!r}"
     if any(a in FLAGS_WITHOUT_COMPOSE for a in args):
         return
-    compose_cfg(command, trainer_args(args))
+    assert problems(compose_cfg(command, trainer_args(args))) == [], f"{doc}: {line!r}"

@@ -95,3 +95,75 @@ def test_summary_prints_optunas_best_parameters(tmp_path, capsys):
         "name: optuna\nbest_params:\n  optimizer.lr: 0.05\nbest_value: 0.5\n")
     write_summary(tmp_path)
     assert "best parameters (optimization_results.yaml): optimizer.lr=0.05 → 0.5" in capsys.readouterr().out
+
+
+def _cnnbench(args: list[str], cwd, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run([sys.executable, "-m", "cnnbench", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.slow
+def test_optuna_search_three_trials_prints_and_writes_the_best_parameters(tmp_path):
+    out = _cnnbench(["train", "-m", "hparams_search=optuna_lr_wd", "data=digits", "hydra.sweeper.n_trials=3",
+                     "hardware=cpu", "trainer.precision=32-true", "logger=none", "trainer.enable_progress_bar=false",
+                     "augmentation=none", "trainer.max_epochs=1", "data.limit_train=128", "data.limit_val=64",
+                     "data.limit_test=64", "hydra.sweep.dir=sweep"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    sweep = tmp_path / "sweep"
+    trials = {}
+    for job in ("0", "1", "2"):
+        overrides = dict(o.split("=", 1) for o in _yaml_list(sweep / job / ".hydra" / "overrides.yaml"))
+        params = {k: float(overrides[k]) for k in ("optimizer.lr", "optimizer.weight_decay")}
+        trials[job] = (params, json.loads((sweep / job / "results.json").read_text())["val/acc1"])
+    assert not (sweep / "3").exists()
+    assert len({tuple(p.values()) for p, _ in trials.values()}) == 3  # three different points of the search space
+
+    from omegaconf import OmegaConf
+
+    found = OmegaConf.to_container(OmegaConf.load(sweep / "optimization_results.yaml"))
+    assert found["best_value"] == max(v for _, v in trials.values())  # Optuna maximised the trials' val/acc1
+    assert found["best_params"] in [p for p, v in trials.values() if v == found["best_value"]]
+    line = ("best parameters (optimization_results.yaml): "
+            + " ".join(f"{k}={v}" for k, v in found["best_params"].items()) + f" → {found['best_value']}")
+    assert line in out.stdout.splitlines()
+    assert line in (sweep / "summary.md").read_text()
+
+
+def _yaml_list(path) -> list[str]:
+    from omegaconf import OmegaConf
+
+    return [str(o) for o in OmegaConf.load(path)]
+
+
+def test_optuna_search_refused_in_one_line_before_any_trial(tmp_path):
+    out = _cnnbench(["train", "-m", "hparams_search=optuna_lr_wd", "experiment=resnet_cifar", "hydra.sweep.dir=sweep"],
+                    cwd=tmp_path)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("cnnbench train: error: optimized_metric=val/acc1") and "data.val_split=" in lines[0]
+    assert not (tmp_path / "sweep").exists()  # no trial (and no sweep) dir: refused before the study started
+    assert "Study name" not in out.stdout + out.stderr and "Launching" not in out.stdout + out.stderr
+    # hparams_search sets hydra.mode=MULTIRUN itself: the same refusal without -m
+    again = _cnnbench(["train", "hparams_search=optuna_lr_wd", "experiment=resnet_cifar", "hydra.sweep.dir=sweep"],
+                      cwd=tmp_path)
+    assert again.returncode == 2 and again.stderr.strip() == lines[0]
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_sweep_precheck_leaves_a_swept_validation_split_to_each_job():
+    from omegaconf import OmegaConf
+
+    from cnnbench.sweep import sweep_problem
+
+    def config(task_overrides, params=None):
+        return OmegaConf.create({"optimized_metric": "val/acc1", "data": {"val_split": 0},
+                                 "hydra": {"overrides": {"task": task_overrides}, "sweeper": {"params": params}}})
+
+    assert "data.val_split=" in sweep_problem(config(["experiment=resnet_cifar"]))
+    assert sweep_problem(config(["data.val_split=0,5000"])) is None  # job 1 has a validation split
+    assert sweep_problem(config([], params={"data.val_split": "range(0, 2)"})) is None  # Optuna's search space
+    ok = config(["data.val_split=5000"])
+    ok.data.val_split = 5000
+    assert sweep_problem(ok) is None

@@ -20,7 +20,7 @@ from cnnbench.run import (
     build_datamodule,
     checkpoint_paths,
     data_for_checkpoint,
-    latest_finished_run,
+    latest_run_checkpoint,
     resolve_paths,
 )
 from cnnbench.runtime import resolve_run_dir, write_json
@@ -55,8 +55,7 @@ def _plans(members: list, ev: DictConfig, crops: int, forced_size: int | None, n
 def _checkpoints(cfg: DictConfig) -> list[str]:
     """ckpt_path, or for bare `cnnbench eval` the newest finished training run's (the CLI does this first)."""
     if not cfg.get("ckpt_path"):
-        found, ckpt = latest_finished_run([str(r) for r in cfg.eval.get("latest_from") or ["outputs", "multirun"]])
-        print(f"cnnbench eval: ckpt_path not given — using {ckpt} (newest finished run {found})", flush=True)
+        ckpt = latest_run_checkpoint([str(r) for r in cfg.eval.get("latest_from") or ["outputs", "multirun"]])
         with open_dict(cfg):
             cfg.ckpt_path = ckpt
     return checkpoint_paths(cfg.get("ckpt_path"))

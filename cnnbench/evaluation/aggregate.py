@@ -6,8 +6,7 @@ from collections.abc import Sequence
 import torch
 
 from cnnbench.errors import ConfigError
-
-AGGREGATES = ("softmax_mean", "logit_mean")
+from cnnbench.evaluation.choices import AGGREGATES
 
 
 def aggregate_views(logits: torch.Tensor, how: str = "softmax_mean") -> torch.Tensor:

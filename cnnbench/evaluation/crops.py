@@ -29,8 +29,7 @@ import cv2
 import numpy as np
 
 from cnnbench.errors import ConfigError
-
-CROP_CHOICES = (1, 10, 12, 50, 144)
+from cnnbench.evaluation.choices import CROP_CHOICES
 
 # Default scales (short side, in reference pixels at a 224 reference resolution).
 TEN_CROP_SCALE = 256                      # AlexNet/Caffe convention, used by ResNet's 10-crop

@@ -23,13 +23,10 @@ from torch.utils.data import DataLoader, Dataset
 from cnnbench.checkpoint import load_checkpoint, module_from_loaded, record_of
 from cnnbench.data.transforms import eval_transform
 from cnnbench.errors import UserError
-from cnnbench.evaluation.aggregate import AGGREGATES, aggregate_views, average
-from cnnbench.evaluation.crops import CROP_CHOICES, default_scales, extract, protocol_views, whole_views
+from cnnbench.evaluation.aggregate import aggregate_views, average
+from cnnbench.evaluation.choices import AGGREGATES, CROP_CHOICES, MODES, TWELVE, WEIGHTS
+from cnnbench.evaluation.crops import default_scales, extract, protocol_views, whole_views
 from cnnbench.models import model_info
-
-MODES = ("crops", "multiscale", "dense")
-WEIGHTS = ("averaged", "raw")
-TWELVE = ("one_square", "four_scales")
 
 
 def reference_size(model_name: str) -> int:

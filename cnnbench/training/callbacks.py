@@ -120,6 +120,7 @@ class Preemption(Callback):
         if self.received and self.saved is None:
             self.step = int(trainer.global_step)
             path = self.ckpt_dir / "last.ckpt"
+            self._own_last(trainer, path)
             trainer.save_checkpoint(str(path))
             self.saved = str(path)
             log.warning("cnnbench: %s received — saved %s at step %d; rerun with resume=auto to continue",
@@ -132,6 +133,18 @@ class Preemption(Callback):
             from lightning.pytorch.utilities.exceptions import SIGTERMException
 
             raise SIGTERMException()
+
+    @staticmethod
+    def _own_last(trainer, path: Path) -> None:
+        """Record `path` as the last checkpoint of every ModelCheckpoint that writes last.ckpt into the same
+        folder, before saving (their state goes into the file). A resumed run's ModelCheckpoint then keeps
+        writing last.ckpt; otherwise it finds a last.ckpt it did not write and puts the newer state into
+        last-v1.ckpt, leaving last.ckpt at the preemption step."""
+        target = Path(path).resolve()
+        for cb in trainer.checkpoint_callbacks:
+            dirpath = getattr(cb, "dirpath", None)
+            if getattr(cb, "save_last", False) and dirpath and Path(dirpath).resolve() == target.parent:
+                cb.last_model_path = str(target)
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
         for signum, previous in self._previous.items():

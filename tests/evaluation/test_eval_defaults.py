@@ -63,6 +63,56 @@ def test_bare_eval_without_runs_is_one_line_and_leaves_no_run_dir(tmp_path):
         text=True, timeout=120).stderr
 
 
+# Runs the CLI like the console script, then reports which heavy modules the process had loaded by its exit.
+_IMPORTS_AT_EXIT = """
+import sys
+from cnnbench.cli import main
+try:
+    main(sys.argv[1:])
+    code = 0
+except SystemExit as stop:
+    code = stop.code
+print("loaded:", ",".join(m for m in ("torch", "lightning", "cv2") if m in sys.modules))
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["crops=7"], "crops=7 is invalid; valid: 1, 10, 12, 50 or 144"),
+    (["crops=7", "ckpt_path=x.ckpt"], "crops=7 is invalid"),
+    (["ckpt_path=missing.ckpt"], "checkpoint not found:"),
+    (["split=train", "ckpt_path=x.ckpt"], "split='train' is invalid; valid: test or val"),
+    (["eval.mode=sparse", "ckpt_path=x.ckpt"], "eval.mode='sparse' is invalid; valid: crops, multiscale or dense"),
+    ([], "no finished training run was found"),
+])
+def test_eval_argument_errors_come_before_torch_is_imported(tmp_path, args, needle):
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    proc = subprocess.run([sys.executable, "-c", _IMPORTS_AT_EXIT, "eval", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and needle in proc.stderr, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "loaded:", proc.stdout  # not torch, Lightning or OpenCV
+
+
+def test_the_newest_run_is_named_once(tmp_path, capsys):
+    """The CLI's check before Hydra and the command (or each job of `cnnbench eval -m …`) both look for the newest
+    run when ckpt_path= is not given; the line saying which run they took is printed once."""
+    from cnnbench.cli import _precheck_eval
+    from cnnbench.commands.evaluate import _checkpoints
+
+    ckpt = tmp_path / "a.ckpt"
+    ckpt.write_bytes(b"x")
+    _run(tmp_path / "outputs" / "train", "r1", ckpt)
+    overrides = [f"eval.latest_from=[{tmp_path / 'outputs'}]"]
+    args = list(overrides)
+    _precheck_eval(compose_cfg("eval", overrides), args)
+    assert args[-1] == f"ckpt_path={ckpt}"  # what Hydra then gets
+    for _ in range(2):  # two jobs of a sweep, each without ckpt_path
+        assert _checkpoints(compose_cfg("eval", overrides)) == [str(ckpt)]
+    out = capsys.readouterr().out
+    assert out.count("ckpt_path not given") == 1 and f"using {ckpt}" in out
+
+
 def test_bare_eval_takes_the_newest_run(tmp_path, tiny_checkpoint):
     """`cnnbench eval` with only a run under outputs/: the CLI names the run and evaluates its checkpoint on the
     checkpoint's own data (digits), not the Fashion-MNIST default."""
@@ -72,6 +122,7 @@ def test_bare_eval_takes_the_newest_run(tmp_path, tiny_checkpoint):
                            "hydra.run.dir=ev"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"ckpt_path not given — using {tiny_checkpoint}" in proc.stdout
+    assert proc.stdout.count("ckpt_path not given") == 1
     assert "data=digits from the checkpoint" in proc.stdout
     result = json.loads((tmp_path / "ev" / "eval.json").read_text())
     assert result["data"] == "digits" and result["models"] == [str(tiny_checkpoint)]
