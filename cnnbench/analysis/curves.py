@@ -18,6 +18,7 @@ from typing import Any
 from cnnbench.analysis.degradation import plot_error_curves, save_figure, summarize_run
 from cnnbench.analysis.runs import run_label, run_overrides  # noqa: F401 (run_label: re-exported)
 
+
 def error_at(curve: list[tuple[int, float]], iteration: float) -> float | None:
     """The last logged error at or before `iteration` (None before the first point)."""
     before = [e for it, e in curve if it <= iteration]

@@ -31,8 +31,8 @@ from cnnbench.benchmarking import (
 )
 from cnnbench.data import ImageDataModule
 from cnnbench.errors import UserError
-from cnnbench.run import build_datamodule, build_module, build_trainer, model_config, resolve_paths
 from cnnbench.hardware import machine_record
+from cnnbench.run import build_datamodule, build_module, build_trainer, model_config, resolve_paths
 from cnnbench.runtime import absolute, resolve_run_dir, write_json
 from cnnbench.training.module import ClassificationModule, Normalize, model_kwargs
 from cnnbench.training.optim import build_optimizer, scaled_lr
