@@ -367,3 +367,19 @@ def test_run_label_names_a_run_by_its_sweep_overrides(tmp_path):
     assert run_label(tmp_path / "missing", "fallback") == "fallback"
     curve = [(50, 0.5), (100, 0.4), (150, 0.3)]
     assert (error_at(curve, 40), error_at(curve, 100), error_at(curve, 149)) == (None, 0.4, 0.4)
+
+
+def test_log_grad_norm_records_the_norm_before_clipping(tmp_path, fashion_small):
+    """`log_grad_norm=true` logs train/grad_norm every iteration here (log_every_n_steps=1), before clipping:
+    with clipping at a tiny norm the logged norm is still the unclipped one (claims 3 and 5b quote it)."""
+    from cnnbench.analysis.degradation import summarize_run
+    from cnnbench.commands.train import train
+
+    cfg = compose_cfg("train", ["experiment=claim_degradation", "model=resnet20", f"data.root={fashion_small}",
+                                *FAST, *TINY, "log_grad_norm=true", "trainer.gradient_clip_val=1.0e-3"])
+    train(cfg, run_dir=tmp_path)
+    row = summarize_run(tmp_path)
+    assert [it for it, _ in row["curves"]["grad_norm"]] == [1, 2, 3, 4]
+    assert row["grad_norm_first"] > 1.0e-3 * 10  # far above the clipping norm: measured before clipping
+    norms = sorted(g for _, g in row["curves"]["grad_norm"])
+    assert row["grad_norm_median"] == pytest.approx((norms[1] + norms[2]) / 2)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,11 @@ def _family(model: str) -> str:
 
 
 def read_curves(metrics_csv: Path) -> dict[str, list[tuple[int, float]]]:
-    """{'train': [(iteration, error)], 'val': [(iteration, error)]}; iteration = Lightning's step + 1."""
+    """{'train': [(iteration, error)], 'val': [(iteration, error)], 'grad_norm': [(iteration, norm)]};
+    iteration = Lightning's step + 1; 'grad_norm' is empty unless the run had `log_grad_norm=true`."""
     train: list[tuple[int, float]] = []
     val: list[tuple[int, float]] = []
+    grad: list[tuple[int, float]] = []
     with open(metrics_csv, newline="") as f:
         for row in csv.DictReader(f):
             step = row.get("step")
@@ -41,7 +44,9 @@ def read_curves(metrics_csv: Path) -> dict[str, list[tuple[int, float]]]:
                 train.append((it, float(row["train/err"])))
             if row.get("val/acc1") not in (None, ""):
                 val.append((it, 1.0 - float(row["val/acc1"])))
-    return {"train": sorted(train), "val": sorted(val)}
+            if row.get("train/grad_norm") not in (None, ""):
+                grad.append((it, float(row["train/grad_norm"])))
+    return {"train": sorted(train), "val": sorted(val), "grad_norm": sorted(grad)}
 
 
 def plot_error_curves(ax, curves: dict[str, list], colour, label: str, smooth: int, train_alpha: float) -> None:
@@ -102,6 +107,9 @@ def summarize_run(run: Path, end_fraction: float = 0.25) -> dict[str, Any] | Non
         "train_err_final": sum(tail) / len(tail), "train_err_final_batches": len(tail),
         "val_err_final": curves["val"][-1][1] if curves["val"] else None,
         "test_err": (1.0 - float(test_acc)) if isinstance(test_acc, (int, float)) else None,
+        # gradient 2-norm before clipping (log_grad_norm=true): at the first iteration and the run's median
+        "grad_norm_first": curves["grad_norm"][0][1] if curves["grad_norm"] else None,
+        "grad_norm_median": statistics.median(g for _, g in curves["grad_norm"]) if curves["grad_norm"] else None,
         "curves": curves,
     }
 

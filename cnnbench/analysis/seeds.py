@@ -20,7 +20,7 @@ import math
 import statistics
 from typing import Any
 
-METRICS = ("test_err", "val_err_final", "val_err_mean", "train_err_final")
+METRICS = ("test_err", "val_err_final", "val_err_mean", "train_err_final", "grad_norm_median")
 RULE = ("reproduced if the gap between the arms' mean {metric} exceeds {factor:g}× the pooled seed standard "
         "deviation in the paper's direction; contradicted if it exceeds it the other way; otherwise not resolved")
 
