@@ -10,8 +10,9 @@ number.
 
 **Weak check (every such table).** The table has an artifact: a path `docs/measurements/…` or `docs/claims/…`
 ending in .json, .csv, .log or .txt (a markdown link or a `code span`; relative to the page or to the
-repository) in the table itself or in the text around it — the 6 non-blank lines before the table and the 6
-after it, not crossing a heading (`#` line) — and every such path names an existing file that git tracks (when
+repository) in the table itself or in the text around it — the 6 non-blank lines of text before the table and
+the 6 after it (lines of a fenced code block in between, typically the command, are read but not counted), not
+crossing a heading (`#` line) or another table — and every such path names an existing file that git tracks (when
 the checkout has git).
 
 **Strong check (tables whose artifacts include a .json or .csv, unless listed in WEAK_ONLY).** Every measured
@@ -20,7 +21,7 @@ number of the table, except in the first column (row labels such as "ResNet-50, 
 CSV artifacts under one simple transform (as is, ×100 for a percentage, ÷60, ×1e3, ÷1e3, ÷1e6 for "M",
 ÷1e9 for "G") within the printed rounding (half a unit of the last printed digit). A speed-up printed in
 parentheses after a value, `125 (1.16×)`, is derived within its row: it must equal the quotient of two numbers
-of the same row that were found in the artifacts.
+of the same row that were found in the artifacts (within its rounding and theirs).
 
 **Allow-list.** ALLOWED: tables whose numbers are specifications, not measurements (recipes' hyperparameters
 asserted by tests/test_recipes.py, protocol definitions, fault outcomes asserted by tests/reliability/), each
@@ -130,7 +131,7 @@ def parse_tables(text: str, page: str) -> list[Table]:
                 end += 1
             header = split_row(lines[start])
             rows = [split_row(row) for row in lines[start + 2:end]]
-            tables.append(Table(page, start + 1, header, rows, _context(lines, start, end),
+            tables.append(Table(page, start + 1, header, rows, _context(lines, fenced, start, end),
                                 "\n".join(lines[start:end])))
             i = end
         else:
@@ -138,18 +139,17 @@ def parse_tables(text: str, page: str) -> list[Table]:
     return tables
 
 
-def _context(lines: list[str], start: int, end: int) -> str:
+def _context(lines: list[str], fenced: list[bool], start: int, end: int) -> str:
     def near(indices) -> list[str]:
-        taken = []
+        taken, counted = [], 0
         for j in indices:
             line = lines[j]
-            if line.lstrip().startswith("#") and not line.lstrip().startswith("#!") and not line.startswith("#SBATCH"):
-                break
-            if line.lstrip().startswith("|"):
-                break  # another table: its text is its own
+            if not fenced[j] and (line.lstrip().startswith("#") or line.lstrip().startswith("|")):
+                break  # a heading ends the section; another table's text is its own
             if line.strip():
                 taken.append(line)
-                if len(taken) == CONTEXT_LINES:
+                counted += not fenced[j]  # a command block between the text and the table does not count
+                if counted == CONTEXT_LINES:
                     break
         return taken
 
@@ -267,20 +267,22 @@ def problems(table: Table, tracked: set[Path] | None) -> list[str]:
     leaves = [v for f in files if f.suffix in (".json", ".csv") for v in numeric_leaves(f)]
     if not leaves:
         return out  # time logs only: the weak check is all there is
-    found: dict[int, list[float]] = {}
+    found: dict[int, list[tuple[float, float]]] = {}  # row → (value, its rounding) of the numbers found
     missing = []
     for r, c, printed, derived in numbers:
         if c == 0 or derived:
             continue
         if matches(printed, leaves):
-            found.setdefault(r, []).append(number(printed))
+            found.setdefault(r, []).append((number(printed), 0.5 * 10 ** -decimals(printed)))
         else:
             missing.append(f"row {r + 1} '{table.header[c] if c < len(table.header) else c}': {printed}")
     for r, c, printed, derived in numbers:
         if derived and c != 0:
             row = found.get(r, [])
             value, tol = number(printed), 0.5 * 10 ** -decimals(printed) + 1e-9
-            if not any(b and abs(a / b - value) <= tol for a in row for b in row):
+            # the quotient of two rounded numbers carries their rounding: a/b · (δa/a + δb/b)
+            if not any(b and abs(a / b - value) <= tol + a / b * (da / a + db / b)
+                       for a, da in row for b, db in row if a):
                 missing.append(f"row {r + 1} '{table.header[c]}': derived {printed}× is no quotient of the row's values")
     if missing:
         out.append(f"numbers not found in {', '.join(str(f.relative_to(ROOT)) for f in files)}: " + "; ".join(missing[:8])
