@@ -17,11 +17,12 @@ the checkout has git).
 
 **Strong check (tables whose artifacts include a .json or .csv, unless listed in WEAK_ONLY).** Every measured
 number of the table, except in the first column (row labels such as "ResNet-50, 128²") and in exempt columns
-(the papers' or other cited sources' numbers; ENTRY_COLUMNS), must equal a numeric leaf of the linked JSON /
+(the papers' or other cited sources' numbers; EXEMPT_COLUMNS), must equal a numeric leaf of the linked JSON /
 CSV artifacts under one simple transform (as is, ×100 for a percentage, ÷60, ×1e3, ÷1e3, ÷1e6 for "M",
 ÷1e9 for "G") within the printed rounding (half a unit of the last printed digit). A speed-up printed in
-parentheses after a value, `125 (1.16×)`, is derived within its row: it must equal the quotient of two numbers
-of the same row that were found in the artifacts (within its rounding and theirs).
+parentheses after a value, `125 (1.16×)` or `102, 115 (1.31×, 1.03×)`, is derived within its row: it must
+equal the quotient of the cell's own value (the k-th speed-up goes with the k-th value) and a value of another
+cell of the row that was found in the artifacts (within its rounding and theirs).
 
 **Allow-list.** ALLOWED: tables whose numbers are specifications, not measurements (recipes' hyperparameters
 asserted by tests/test_recipes.py, protocol definitions, fault outcomes asserted by tests/reliability/), each
@@ -71,12 +72,13 @@ EXEMPT_COLUMNS: dict[tuple[str, str, str], str] = {
 PAPER_COLUMN = re.compile(r"\bpaper", re.I)  # a column holding the papers' own numbers
 
 ARTIFACT = re.compile(r"(?:\.\./)?(?:docs/)?(?:measurements|claims)/[\w.\-/]+?\.(?:json|csv|log|txt)\b")
-NUM = r"(?<![\w.\-])\d[\d,]*(?:\.\d+)?"
+NUM = r"(?<![\w.\-])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"  # 1,049 and 0.9074, not "134," of "134, 119"
 UNIT = re.compile(NUM + r"(?=\s?(?:%|ms\b|s\b|min\b|h\b|img/s|images/s|[GMT]FLOP/s|M\s?MACs|MMACs|GMACs"
                         r"|×(?!\s?\d)))")
 DECIMAL = re.compile(r"(?<![\w.])[01]\.\d{3,}(?![\d])")
 BARE = re.compile(NUM + r"(?![\d²³×x]|\.\d)")
-DERIVED = re.compile(r"\((" + NUM + r")\s?×\)")
+PARENS = re.compile(r"\([^()]*\)")
+SPEED_UP = re.compile(NUM + r"(?=\s?×)")
 HEADER_UNIT = re.compile(r"\bms\b|images/s|img/s|per core|%|\bratio|accuracy|top-[15]|\berror|\bMACs|MMACs|"
                          r"GFLOP|\bMFU\b|\bvs\b|\btime\b|throughput|speed-up|(?<!')\bs\b|\bmin\b", re.I)
 TRANSFORMS = (1.0, 100.0, 1 / 60, 1e3, 1e-3, 1e-6, 1e-9)
@@ -178,7 +180,7 @@ def measured_numbers(table: Table) -> list[tuple[int, int, str, bool]]:
     for r, row in enumerate(table.rows):
         for c, cell in enumerate(row):
             text = prose(cell)
-            derived = {m.start(1) for m in DERIVED.finditer(text)}
+            derived = {p.start() + m.start() for p in PARENS.finditer(text) for m in SPEED_UP.finditer(p.group(0))}
             spans: dict[int, str] = {}
             for pattern in (UNIT, DECIMAL) + ((BARE,) if c in unit_columns else ()):
                 for m in pattern.finditer(text):
@@ -268,22 +270,32 @@ def problems(table: Table, tracked: set[Path] | None) -> list[str]:
     if not leaves:
         return out  # time logs only: the weak check is all there is
     found: dict[int, list[tuple[float, float]]] = {}  # row → (value, its rounding) of the numbers found
+    own: dict[tuple[int, int], list[tuple[float, float]]] = {}  # (row, column) → the cell's own values, in order
     missing = []
     for r, c, printed, derived in numbers:
         if c == 0 or derived:
             continue
         if matches(printed, leaves):
             found.setdefault(r, []).append((number(printed), 0.5 * 10 ** -decimals(printed)))
+            own.setdefault((r, c), []).append(found[r][-1])
         else:
             missing.append(f"row {r + 1} '{table.header[c] if c < len(table.header) else c}': {printed}")
+    k_in_cell: dict[tuple[int, int], int] = {}
     for r, c, printed, derived in numbers:
-        if derived and c != 0:
-            row = found.get(r, [])
-            value, tol = number(printed), 0.5 * 10 ** -decimals(printed) + 1e-9
-            # the quotient of two rounded numbers carries their rounding: a/b · (δa/a + δb/b)
-            if not any(b and abs(a / b - value) <= tol + a / b * (da / a + db / b)
-                       for a, da in row for b, db in row if a):
-                missing.append(f"row {r + 1} '{table.header[c]}': derived {printed}× is no quotient of the row's values")
+        if not derived or c == 0:
+            continue
+        k = k_in_cell[(r, c)] = k_in_cell.get((r, c), -1) + 1
+        cell = own.get((r, c), [])
+        mine = [cell[k]] if k < len(cell) else cell  # the k-th speed-up belongs to the cell's k-th value
+        others = [v for v in found.get(r, []) if v not in cell]  # another cell's value: the base
+        value, tol = number(printed), 0.5 * 10 ** -decimals(printed) + 1e-9
+
+        def close(a, da, b, db):  # a/b of two rounded numbers carries their rounding: a/b · (δa/a + δb/b)
+            return b and a and abs(a / b - value) <= tol + a / b * (da / a + db / b)
+
+        if not any(close(b, db, a, da) or close(a, da, b, db) for a, da in mine for b, db in others):
+            missing.append(f"row {r + 1} '{table.header[c]}': derived {printed}× is no quotient of the cell's value "
+                           "and another value of its row")
     if missing:
         out.append(f"numbers not found in {', '.join(str(f.relative_to(ROOT)) for f in files)}: " + "; ".join(missing[:8])
                    + (f" (and {len(missing) - 8} more)" if len(missing) > 8 else ""))
