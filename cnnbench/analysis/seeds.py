@@ -109,7 +109,7 @@ def arm_curves(rows: list[dict[str, Any]]) -> dict[str, dict[str, list]]:
 
 
 def format_verdict(v: dict[str, Any]) -> str:
-    percent = v["metric"].endswith("_err")
+    percent = "_err" in v["metric"]
     pct = lambda x: "—" if x is None else f"{100 * x:.2f}" if percent else f"{x:.4f}"  # noqa: E731
     unit = " points" if percent else ""
     return (f"{v['expectation']}: gap {pct(v['gap_in_paper_direction'])}{unit} in the paper's direction, "

@@ -150,7 +150,7 @@ def _arms_and_verdicts(cfg: DictConfig, rows: list[dict[str, Any]], metric: str 
 
 
 def _print_arms(table: dict[str, Any], metric: str) -> None:
-    percent = metric.endswith("_err")
+    percent = "_err" in metric
     pct = lambda v: "—" if v is None else f"{100 * v:.2f}" if percent else f"{v:.4f}"  # noqa: E731
     for label, arm in table.items():
         if metric in arm:
