@@ -34,6 +34,7 @@ from cnnbench.errors import UserError
 from cnnbench.hardware import machine_record
 from cnnbench.run import build_datamodule, build_module, build_trainer, model_config, resolve_paths
 from cnnbench.runtime import absolute, resolve_run_dir, write_json
+from cnnbench.training.loggers import finish_loggers
 from cnnbench.training.module import ClassificationModule, Normalize, model_kwargs
 from cnnbench.training.optim import build_optimizer, scaled_lr
 
@@ -165,7 +166,10 @@ class _Bench:
                 trainer = self.trainer([clock], Path(scratch), max_epochs=epochs, max_steps=-1,
                                        limit_train_batches=None)
                 clock.stop_after = n
-                trainer.fit(self.module, datamodule=self.dm)
+                try:
+                    trainer.fit(self.module, datamodule=self.dm)
+                finally:  # one W&B run per measured window: the next window (or job of a -m sweep) starts its own
+                    finish_loggers(trainer.loggers, failed=False)
             return clock.ends, clock.cpu
 
         plain_side = (lambda: plain.run(self.dm.train_dataloader(), n, train=True)) if plain else None
@@ -177,7 +181,10 @@ class _Bench:
         def cnnbench_side():
             with tempfile.TemporaryDirectory(prefix="cnnbench-bench-") as scratch:
                 trainer = self.trainer([clock], Path(scratch), limit_test_batches=n)
-                trainer.test(self.module, datamodule=self.dm, verbose=False)
+                try:
+                    trainer.test(self.module, datamodule=self.dm, verbose=False)
+                finally:
+                    finish_loggers(trainer.loggers, failed=False)
             return clock.ends, clock.cpu
 
         plain_side = (lambda: plain.run(self.dm.test_dataloader(), n, train=False)) if plain else None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -100,6 +101,24 @@ def test_benchmark_console_script_smoke(tmp_path):
                           f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
     assert "benchmark.mode='walk'; valid choices: train, infer, data, eval" in run.stderr
+
+
+@pytest.mark.slow
+def test_benchmark_sweep_with_the_default_wandb_logger(tmp_path):
+    """`cnnbench benchmark -m …` with W&B (the default logger): every job measures (each measured window
+    finishes its W&B run, so the next job does not log into a finished run's deleted directory)."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "cnnbench", "benchmark", "-m", "benchmark.mode=train",
+                          "benchmark.steps=2", "benchmark.warmup=0", "benchmark.rounds=1", "benchmark.matmul_size=128",
+                          "data=synthetic", "data.limit_train=64", "data.batch_size=16", "model=resnet20", "seed=1,2",
+                          f"hydra.sweep.dir={tmp_path}"], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path)})
+    assert run.returncode == 0, run.stderr[-2000:]
+    for job in ("0", "1"):
+        train = json.loads((tmp_path / job / "benchmark.json").read_text())["modes"]["train"]
+        assert train["images_per_s"] > 0 and train["ratio_vs_plain_loop"] > 0
 
 
 def _photo_cfg(root, extra=()):
