@@ -262,7 +262,7 @@ def test_claim_sweeps_compare_what_the_papers_compare():
                                                          "trainer.gradient_clip_val": "2.0,null"}
     seeds = "42,43,44"  # three seeds per arm: the claims' decision rule needs the seed spread
     assert _sweep_params("claim_residual_scaling") == {"model": "inception_resnet_v2", "seed": seeds,
-                                                       "model.residual_scale": "0.1,1.0", "trainer.gradient_clip_val": "2.0"}
+                                                       "model.residual_scale": "0.1,1.0", "trainer.gradient_clip_val": "2.0,null"}
     assert _sweep_params("claim_aux_classifiers") == {"model.aux_logits": "true,false", "seed": seeds}
     assert _sweep_params("claim_highway_vs_resnet")["seed"] == seeds
     assert _sweep_params("claim_degradation") == {"model": "plain20,plain56,resnet20,resnet56", "seed": seeds}
