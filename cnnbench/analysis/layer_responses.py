@@ -154,19 +154,28 @@ def layer_responses(network: nn.Module, batches, prepare=None, device: torch.dev
 
 def plot_layer_responses(results: dict[str, dict[str, Any]], path, title: str | None = None) -> None:
     """Fig. 7's layout: std vs layer index (top) and the same stds sorted in descending order (bottom);
-    one line per network, plain nets dashed, residual nets solid."""
+    one line per model, plain nets dashed, residual nets solid. Several checkpoints of one model (its seeds):
+    the mean per layer index, with the seeds' min–max range shaded."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_order, ax_sorted) = plt.subplots(2, 1, figsize=(7, 6.5))
+    by_model: dict[str, list[dict[str, Any]]] = {}
     for label, res in results.items():
-        style = "--" if label.startswith("plain") else "-"
-        ys = res["std_layer_order"]
-        xs = range(1, len(ys) + 1)
-        ax_order.plot(xs, ys, style, marker=".", markersize=3, linewidth=1, label=label)
-        ax_sorted.plot(xs, res["std_sorted"], style, marker=".", markersize=3, linewidth=1, label=label)
+        by_model.setdefault(str(res.get("model", label)), []).append(res)
+    fig, (ax_order, ax_sorted) = plt.subplots(2, 1, figsize=(7, 6.5))
+    for model, members in by_model.items():
+        style = "--" if model.startswith("plain") else "-"
+        label = model if len(members) == 1 else f"{model} (mean of {len(members)} seeds)"
+        for ax, key in ((ax_order, "std_layer_order"), (ax_sorted, "std_sorted")):
+            columns = list(zip(*(m[key] for m in members), strict=True))
+            xs = range(1, len(columns) + 1)
+            line, = ax.plot(xs, [sum(c) / len(c) for c in columns], style, marker=".", markersize=3, linewidth=1,
+                            label=label)
+            if len(members) > 1:
+                ax.fill_between(xs, [min(c) for c in columns], [max(c) for c in columns], color=line.get_color(),
+                                alpha=0.18, linewidth=0)
     ax_order.set(xlabel="layer index (original)", ylabel="std", title=title or "std of 3×3 layer responses")
     ax_sorted.set(xlabel="layer index (sorted by magnitude)", ylabel="std")
     for ax in (ax_order, ax_sorted):
