@@ -304,6 +304,10 @@ def test_claim_compound_scaling_variants_follow_eq3():
     assert (c.optimizer.name, c.optimizer.lr, c.optimizer.weight_decay) == ("adamw", 2e-3, 1e-5)
     assert (c.schedule.name, c.schedule.warmup_steps, c.trainer.max_steps) == ("cosine", 100, 1500)
     assert (c.model.drop_path_rate, c.model.dropout) == (0.0, 0.2)
+    first = compose_cfg("train", ["experiment=claim_compound_scaling_first"])  # the replaced first configuration
+    assert (first.optimizer.name, first.optimizer.lr, first.optimizer.momentum) == ("sgd", 0.1, 0.9)
+    assert (first.schedule.name, first.schedule.warmup_steps, first.trainer.max_steps) == ("cosine", 0, 600)
+    assert (first.model.drop_path_rate, first.model.dropout, first.claim.variant) == (0.2, 0.2, c.claim.variant)
 
 
 def test_claim_highway_variants_are_highway_and_resnets_at_the_same_depths():

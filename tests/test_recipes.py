@@ -12,7 +12,8 @@ EXPERIMENTS = ["resnet_cifar", "plain_vs_resnet_cifar", "resnet_imagenet", "vgg_
                "inception_v3_imagenet", "inception_v4_imagenet", "inception_resnet_v2_imagenet",
                "efficientnet_imagenet", "efficientnet_transfer", "alexnet_imagenet", "inception_v2_imagenet"]
 CLAIM_EXPERIMENTS = ["claim_degradation", "claim_fmnist_base", "claim_inception_residual", "claim_compound_scaling",
-                     "claim_aux_classifiers", "claim_residual_scaling", "claim_highway_vs_resnet"]
+                     "claim_aux_classifiers", "claim_residual_scaling", "claim_highway_vs_resnet",
+                     "claim_compound_scaling_first"]
 
 
 def _cfg(experiment, extra=()):
