@@ -258,9 +258,9 @@ def _tiny_sweep(root: Path, experiment: str, jobs: list[list[str]], fashion_smal
 
 
 def test_claim_sweeps_compare_what_the_papers_compare():
-    assert _sweep_params("claim_inception_residual") == {"model": "inception_v4,inception_resnet_v2",
-                                                         "trainer.gradient_clip_val": "2.0,null"}
     seeds = "42,43,44"  # three seeds per arm: the claims' decision rule needs the seed spread
+    assert _sweep_params("claim_inception_residual") == {"model": "inception_v4,inception_resnet_v2",
+                                                         "trainer.gradient_clip_val": "2.0,null", "seed": seeds}
     assert _sweep_params("claim_residual_scaling") == {"model": "inception_resnet_v2", "seed": seeds,
                                                        "model.residual_scale": "0.1,1.0", "trainer.gradient_clip_val": "2.0,null"}
     assert _sweep_params("claim_aux_classifiers") == {"model.aux_logits": "true,false", "seed": seeds}
