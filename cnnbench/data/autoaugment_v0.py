@@ -1,5 +1,11 @@
 """The AutoAugment policy "v0" that EfficientNet was trained with (§5.2 of Tan & Le 2019: "AutoAugment"; the reference
-implementation's `--augment_name=autoaugment`, policy 'v0', `translate_const=250`), built from torchvision.transforms.v2 ops.
+implementation's `--augment_name=autoaugment`, policy 'v0', `translate_const=250`), with torchvision.transforms.v2's ops.
+
+`apply_op` is each op on a CHW tensor with torchvision's functional ops (the definition); the loader runs
+`apply_op_array`, the same ops on the HWC uint8 crop with OpenCV lookup tables and `cv2.warpAffine` (several times
+cheaper per 224² crop; docs/performance.md measures the pipeline) and gives the same pixels (tests/data/test_autoaugment_v0.py: equal for the value
+ops; Color within 1 grey level; the geometric ops resample with torchvision's own inverse affine matrix and
+differ only where a source coordinate falls halfway between two pixels, a tie the two libraries break differently).
 
 v0 is the TF-TPU reference's ImageNet policy, not the AutoAugment paper's "original" one that
 `torchvision.transforms.v2.AutoAugment` implements: 25 sub-policies of two (op, probability, level) steps; one
@@ -18,6 +24,7 @@ import math
 import random
 
 import albumentations as A
+import cv2
 import numpy as np
 import torch
 from torchvision.transforms.v2 import InterpolationMode
@@ -112,17 +119,115 @@ def apply_op(img: torch.Tensor, op: str, arg: float) -> torch.Tensor:
     raise ValueError(f"unknown AutoAugment op {op!r}")
 
 
+_VALUES = np.arange(256, dtype=np.int32)
+
+
+def _lut(img: np.ndarray, tables: np.ndarray) -> np.ndarray:
+    """Per-channel lookup: `tables` is (256,) for all channels or (256, C), uint8."""
+    c = img.shape[2]
+    if c == 3:
+        return cv2.LUT(img, tables if tables.ndim == 1 else np.ascontiguousarray(tables).reshape(256, 1, 3))
+    return tables[img] if tables.ndim == 1 else tables[img, np.arange(c)]
+
+
+def _equalize_tables(img: np.ndarray) -> np.ndarray:
+    """torchvision's (PIL's) equalization table of each channel: lut[k] = (cum_hist[k−1] + step // 2) // step with
+    step = (pixels not at the channel's maximum value) // 255; a channel with step 0 is left as it is."""
+    n = img.shape[0] * img.shape[1]
+    tables = np.empty((256, img.shape[2]), dtype=np.uint8)
+    for ch in range(img.shape[2]):
+        hist = cv2.calcHist([img], [ch], None, [256], [0, 256]).ravel().astype(np.int64)
+        step = (n - hist[np.flatnonzero(hist)[-1]]) // 255
+        if step == 0:
+            tables[:, ch] = _VALUES
+            continue
+        cum = np.cumsum(hist)[:-1]
+        tables[0, ch] = 0
+        tables[1:, ch] = np.clip((cum + step // 2) // step, 0, 255)
+    return tables
+
+
+def _autocontrast_tables(img: np.ndarray) -> np.ndarray:
+    """torchvision's autocontrast in float32 on the 256 values: (v − min) / ((max − min) · (1/255)), clamped,
+    truncated; a constant channel stays as it is."""
+    extremes = [cv2.minMaxLoc(np.ascontiguousarray(img[..., ch]))[:2] for ch in range(img.shape[2])]
+    lo = np.array([e[0] for e in extremes], dtype=np.float32)
+    hi = np.array([e[1] for e in extremes], dtype=np.float32)
+    inv_scale = (hi - lo) * np.float32(1.0 / 255)
+    flat = hi == lo
+    lo, inv_scale = np.where(flat, np.float32(0), lo), np.where(flat, np.float32(1), inv_scale)
+    v = _VALUES.astype(np.float32)[:, None]
+    return np.clip((v - lo[None]) / inv_scale[None], 0, 255).astype(np.uint8)
+
+
+def _saturation(img: np.ndarray, factor: float) -> np.ndarray:
+    """torchvision's adjust_saturation on uint8 RGB: blend with floor(0.2989 R + 0.587 G + 0.114 B) in float32."""
+    if img.shape[2] != 3:
+        return img
+    f = img.astype(np.float32)
+    grey = np.floor(cv2.transform(f, np.array([[0.2989, 0.587, 0.114]], dtype=np.float32)))
+    out = cv2.addWeighted(f, float(factor), cv2.merge([grey, grey, grey]), 1.0 - float(factor), 0.0)
+    return np.clip(out, 0, 255, out=out).astype(np.uint8)
+
+
+def _warp(img: np.ndarray, inverse: list[float]) -> np.ndarray:
+    """Nearest-neighbour resampling with torchvision's inverse affine matrix (in coordinates relative to the image
+    centre, as its affine grid), grey fill outside the source."""
+    h, w = img.shape[:2]
+    a = np.array(inverse, dtype=np.float64).reshape(2, 3)
+    c0 = np.array([(w - 1) * 0.5, (h - 1) * 0.5])
+    matrix = np.hstack([a[:, :2], (a[:, 2] + c0 - a[:, :2] @ c0)[:, None]])
+    out = cv2.warpAffine(img, matrix, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=(FILL,) * 4)
+    return out if out.ndim == 3 else out[..., None]
+
+
+def apply_op_array(img: np.ndarray, op: str, arg: float) -> np.ndarray:
+    """`apply_op` on a uint8 HWC array (lookup tables and one warpAffine: the loader's path)."""
+    from torchvision.transforms.v2.functional._geometry import _get_inverse_affine_matrix
+
+    img = np.ascontiguousarray(img)
+    if op == "Equalize":
+        return _lut(img, _equalize_tables(img))
+    if op == "AutoContrast":
+        return _lut(img, _autocontrast_tables(img))
+    if op == "Invert":
+        return _lut(img, (255 - _VALUES).astype(np.uint8))
+    if op == "Posterize":
+        bits = int(arg)
+        return img if bits >= 8 else img & np.uint8(((1 << bits) - 1) << (8 - bits))
+    if op == "Solarize":
+        if arg > 255:
+            return img
+        return _lut(img, np.where(_VALUES >= arg, 255 - _VALUES, _VALUES).astype(np.uint8))
+    if op == "SolarizeAdd":
+        return _lut(img, np.where(_VALUES < 128, np.minimum(_VALUES + int(arg), 255), _VALUES).astype(np.uint8))
+    if op == "Color":
+        return _saturation(img, arg)
+    h, w = img.shape[:2]
+    if op == "Rotate":
+        return _warp(img, _get_inverse_affine_matrix([0.0, 0.0], -arg, [0.0, 0.0], 1.0, [0.0, 0.0]))
+    if op in ("ShearX", "ShearY"):
+        degrees = math.degrees(math.atan(arg))
+        shear = [degrees, 0.0] if op == "ShearX" else [0.0, degrees]
+        center_f = [-w * 0.5, -h * 0.5]  # about the top-left corner, as apply_op's center=[0, 0]
+        return _warp(img, _get_inverse_affine_matrix(center_f, 0.0, [0.0, 0.0], 1.0, shear))
+    if op in ("TranslateX", "TranslateY"):
+        shift = [float(int(arg)), 0.0] if op == "TranslateX" else [0.0, float(int(arg))]
+        return _warp(img, _get_inverse_affine_matrix([0.0, 0.0], 0.0, shift, 1.0, [0.0, 0.0]))
+    raise ValueError(f"unknown AutoAugment op {op!r}")
+
+
 def apply_v0(img: np.ndarray, rng: random.Random) -> np.ndarray:
     """Draw a v0 sub-policy with `rng` and apply it to a uint8 HWC image."""
-    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
     for op, prob, level in POLICY_V0[rng.randrange(len(POLICY_V0))]:
         if rng.random() >= prob:
             continue
-        arg = level_to_arg(op, level, min(x.shape[-2:]))
+        arg = level_to_arg(op, level, min(img.shape[:2]))
         if op in SIGNED_OPS and rng.random() < 0.5:
             arg = -arg
-        x = apply_op(x, op, arg)
-    return x.permute(1, 2, 0).contiguous().numpy()
+        img = apply_op_array(img, op, arg)
+    return img
 
 
 class AutoAugmentV0(A.ImageOnlyTransform):

@@ -69,3 +69,46 @@ def test_efficientnet_augmentation_uses_v0_by_default():
     assert steps[-1] == AutoAugmentV0.__name__
     torchvision_policy = train_transform(OmegaConf.merge(aug, {"auto_augment": "imagenet"}), 32, None, 0.875)
     assert type(torchvision_policy.transforms[-1]).__name__ == "TorchvisionPolicy"
+
+
+@pytest.mark.parametrize("op", ["Equalize", "AutoContrast", "Invert", "Posterize", "Solarize", "SolarizeAdd", "Color",
+                                "Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY"])
+def test_loader_ops_give_torchvisions_pixels(op):
+    """apply_op_array (lookup tables, warpAffine) against apply_op (torchvision.transforms.v2.functional) on a real
+    photo crop, at every level v0 uses and both signs: the value ops are equal, Color (a float32 blend) within one
+    grey level; the nearest-neighbour geometric ops may differ where a source coordinate falls halfway between two
+    pixels (torchvision's float32 grid and OpenCV's fixed point break the tie differently; a shear of 0.12 makes
+    such ties along whole columns): at most 3 % of the pixels, and rotations and translations at most 0.1 %."""
+    from sklearn.datasets import load_sample_images
+
+    from cnnbench.data.autoaugment_v0 import SIGNED_OPS, apply_op_array
+
+    photo = load_sample_images().images[1][100:300, 200:440]  # 200×240, a non-square crop
+    levels = sorted({level for sub in POLICY_V0 for name, _, level in sub if name == op}) or [0, 5, 10]
+    x = torch.from_numpy(np.ascontiguousarray(photo)).permute(2, 0, 1)
+    for level in levels:
+        for sign in ((1, -1) if op in SIGNED_OPS else (1,)):
+            arg = sign * level_to_arg(op, level, 200)
+            want = apply_op(x, op, arg).permute(1, 2, 0).numpy().astype(int)
+            got = apply_op_array(photo, op, arg)
+            assert got.shape == photo.shape and got.dtype == np.uint8
+            diff = np.abs(got.astype(int) - want)
+            if op == "Color":
+                assert diff.max() <= 1, (level, diff.max())
+            elif op in SIGNED_OPS:
+                bound = 0.03 if op.startswith("Shear") else 1e-3
+                assert (diff.max(axis=-1) > 0).mean() <= bound, (level, sign)
+            else:
+                assert diff.max() == 0, (level, diff.max())
+
+
+def test_loader_ops_keep_one_channel_images():
+    from cnnbench.data.autoaugment_v0 import apply_op_array
+
+    grey = IMG[..., :1].copy()
+    for op in ("Equalize", "AutoContrast", "Solarize", "Color", "Rotate", "TranslateY"):
+        want = apply_op(torch.from_numpy(grey).permute(2, 0, 1), op, level_to_arg(op, 7, 32)).permute(1, 2, 0).numpy()
+        got = apply_op_array(grey, op, level_to_arg(op, 7, 32))
+        assert got.shape == grey.shape
+        if op not in ("Rotate", "TranslateY"):
+            assert np.array_equal(got, want), op
