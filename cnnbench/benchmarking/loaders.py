@@ -117,42 +117,65 @@ def file_rows(bench, data_cfg: dict[str, Any], augmentations: list[str], workers
     threads = cv2.getNumThreads(), torch.get_num_threads()
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
-    rows: list[dict[str, Any]] = []
     kwargs = model_kwargs(OmegaConf.to_container(cfg.model, resolve=True))
 
     def module(aug: str, workers: int) -> ImageDataModule:
         return ImageDataModule({**data_cfg, "num_workers": int(workers), "persistent_workers": False},
                                augmentation_config(aug), cfg.model.name, seed=int(cfg.seed), model_kwargs=kwargs).load()
 
+    rounds = max(1, int(getattr(bench, "rounds", 1)))
+    measured: dict[tuple[str, str, int], dict[str, Any]] = {}
+
     def add(kind: str, name: str, workers: int, make, views: int = 1) -> None:
         ips, _ = loader_rate(make, warmup, steps)
-        rows.append({"source": "files", "kind": kind, "augmentation": name, "workers": workers,
-                     "images_per_s": ips, "images_per_s_per_core": ips / max(1, workers),
-                     "views_per_image": views, "vs_train": ips / train_images_per_s if train_images_per_s else None})
+        row = measured.setdefault((kind, name, workers), {"source": "files", "kind": kind, "augmentation": name,
+                                                           "workers": workers, "views_per_image": views,
+                                                           "images_per_s_rounds": []})
+        row["images_per_s_rounds"].append(ips)
 
     try:
-        for workers in workers_list:
-            add("reference", "opencv_reference", workers,
-                lambda w=workers: _loader(ReferenceImages(files, size), batch, w))
-            add("reference", "opencv_decode", workers,
-                lambda w=workers: _loader(ReferenceImages(files, size, crop=False), batch, w))
-            for aug in augmentations:
-                adm = module(str(aug), workers)
-                add("train", str(aug), workers, lambda adm=adm: adm._loader(adm.train_split, train=True))
-            for crops in protocols:
-                if crops == 1:
-                    edm = module("none", workers)
-                    add("eval", "1 crop", workers, lambda edm=edm: edm._loader(edm.train_split, train=False))
-                    continue
-                plan = ViewPlan(image_size=size, crop_pct=dm.crop_pct, native_size=None,
-                                reference=reference_size(cfg.model.name), crops=int(crops))
-                add("eval", f"{crops} crops", workers,
-                    lambda w=workers, plan=plan: _loader(ProtocolViews(files, plan), batch, w, _collate_views),
-                    views=plan.views_per_image())
+        for _ in range(rounds):  # every row once per round: slow drifts of the machine hit all rows alike
+            for workers in workers_list:
+                add("reference", "opencv_reference", workers,
+                    lambda w=workers: _loader(ReferenceImages(files, size), batch, w))
+                add("reference", "opencv_decode", workers,
+                    lambda w=workers: _loader(ReferenceImages(files, size, crop=False), batch, w))
+                for aug in augmentations:
+                    adm = module(str(aug), workers)
+                    add("train", str(aug), workers, lambda adm=adm: adm._loader(adm.train_split, train=True))
+                for crops in protocols:
+                    if crops == 1:
+                        edm = module("none", workers)
+                        add("eval", "1 crop", workers, lambda edm=edm: edm._loader(edm.train_split, train=False))
+                        continue
+                    plan = ViewPlan(image_size=size, crop_pct=dm.crop_pct, native_size=None,
+                                    reference=reference_size(cfg.model.name), crops=int(crops))
+                    add("eval", f"{crops} crops", workers,
+                        lambda w=workers, plan=plan: _loader(ProtocolViews(files, plan), batch, w, _collate_views),
+                        views=plan.views_per_image())
     finally:
         cv2.setNumThreads(threads[0])
         torch.set_num_threads(threads[1])
-    reference = {r["workers"]: r["images_per_s_per_core"] for r in rows if r["augmentation"] == "opencv_reference"}
+    return summarize_rounds(list(measured.values()), train_images_per_s)
+
+
+def summarize_rounds(rows: list[dict[str, Any]], train_images_per_s: float | None) -> list[dict[str, Any]]:
+    """Per row: the median images/s over the rounds; `vs_reference` = the median over rounds of the row's per-core
+    rate ÷ the OpenCV reference's per-core rate at the same worker count *in the same round*, with its min–max
+    (`vs_reference_range`); `vs_workers0` = images/s ÷ (workers × the same pipeline's images/s at workers=0), the
+    scaling of the loader with worker processes (median of rounds)."""
+    import statistics
+
+    ref = {r["workers"]: r["images_per_s_rounds"] for r in rows if r["augmentation"] == "opencv_reference"}
+    zero = {(r["kind"], r["augmentation"]): r["images_per_s_rounds"] for r in rows if r["workers"] == 0}
     for r in rows:
-        r["vs_reference"] = r["images_per_s_per_core"] / reference[r["workers"]]
+        w, per_round = r["workers"], r["images_per_s_rounds"]
+        ips = statistics.median(per_round)
+        ratios = [v / ref_v for v, ref_v in zip(per_round, ref[w], strict=True)]
+        r.update(images_per_s=ips, images_per_s_per_core=ips / max(1, w), rounds=len(per_round),
+                 vs_train=ips / train_images_per_s if train_images_per_s else None,
+                 vs_reference=statistics.median(ratios), vs_reference_range=[min(ratios), max(ratios)])
+        base = zero.get((r["kind"], r["augmentation"]))
+        r["vs_workers0"] = (statistics.median([v / (w * b) for v, b in zip(per_round, base, strict=True)])
+                            if base and w > 0 else None)
     return rows

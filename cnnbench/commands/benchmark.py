@@ -523,13 +523,18 @@ def _print(r: dict[str, Any]) -> None:
     if data and data["loaders"] and "kind" in data["loaders"][0]:
         t = Table(title=f"{data['files']} files, {data['image_size']}², batch {data['batch_size']}, decode="
                         f"{data['decode']} — {r['model']} trains at {data['train_images_per_s']:,.0f} images/s")
-        for col in ("kind", "pipeline", "workers", "images/s", "images/s per core", "vs OpenCV reference",
-                    "× train"):
+        rounds = data["loaders"][0].get("rounds", 1)
+        for col in ("kind", "pipeline", "workers", "images/s", "images/s per core",
+                    "vs OpenCV reference" + (f" (range, {rounds} rounds)" if rounds > 1 else ""),
+                    "÷ (workers × workers=0)", "× train"):
             t.add_column(col, justify="right")
         for row in data["loaders"]:
             name = row["augmentation"] + (f" ({row['views_per_image']} views)" if row["views_per_image"] > 1 else "")
+            lo, hi = row.get("vs_reference_range") or (row["vs_reference"],) * 2
+            vs_ref = f"{row['vs_reference']:.2f}" + (f" ({lo:.2f}–{hi:.2f})" if rounds > 1 else "")
             t.add_row(row["kind"], name, str(row["workers"]), f"{row['images_per_s']:,.0f}",
-                      f"{row['images_per_s_per_core']:,.0f}", f"{row['vs_reference']:.2f}",
+                      f"{row['images_per_s_per_core']:,.0f}", vs_ref,
+                      "—" if row.get("vs_workers0") is None else f"{row['vs_workers0']:.2f}",
                       "—" if row["vs_train"] is None else f"{row['vs_train']:.1f}")
         console.print(t)
     elif data:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 
 import pytest
 import torch
@@ -144,7 +145,8 @@ def test_benchmark_data_mode_on_imagefolder_rows(tmp_path, photo_imagefolder):
     assert ref["vs_reference"] == 1.0
     for row in out["loaders"]:
         assert _finite_positive(row["images_per_s"]) and row["images_per_s_per_core"] == row["images_per_s"]
-        assert row["vs_reference"] == pytest.approx(row["images_per_s_per_core"] / ref["images_per_s_per_core"])
+        same_round = [v / r for v, r in zip(row["images_per_s_rounds"], ref["images_per_s_rounds"], strict=True)]
+        assert row["vs_reference"] == pytest.approx(statistics.median(same_round))
         assert row["vs_train"] == pytest.approx(row["images_per_s"] / out["train_images_per_s"])
     assert out["loaders"][-1]["views_per_image"] == 10
     assert out["images_per_s"] == out["loaders"][2]["images_per_s"]  # the configured pipeline, 0 workers
@@ -155,3 +157,24 @@ def test_benchmark_data_mode_without_rows_is_an_error(tmp_path, photo_imagefolde
 
     with pytest.raises(UserError, match=r"measures nothing on file-backed data .*valid choices here: \[jpeg\]"):
         benchmark(_photo_cfg(photo_imagefolder, ["benchmark.sources=[memory]"]), run_dir=tmp_path)
+
+
+def test_data_rounds_compare_each_row_with_the_reference_of_its_own_round():
+    from cnnbench.benchmarking.loaders import summarize_rounds
+
+    def row(kind, name, workers, rates):
+        return {"kind": kind, "augmentation": name, "workers": workers, "views_per_image": 1,
+                "images_per_s_rounds": rates}
+
+    rows = summarize_rounds([row("reference", "opencv_reference", 0, [100.0, 50.0, 80.0]),
+                             row("train", "vgg", 0, [90.0, 50.0, 60.0]),
+                             row("reference", "opencv_reference", 2, [180.0, 100.0, 150.0]),
+                             row("train", "vgg", 2, [170.0, 90.0, 120.0])], train_images_per_s=10.0)
+    ref0, vgg0, _, vgg2 = rows
+    assert ref0["vs_reference"] == 1.0 and ref0["vs_reference_range"] == [1.0, 1.0]
+    assert vgg0["images_per_s"] == 60.0 and vgg0["rounds"] == 3           # the median of the rounds
+    assert vgg0["vs_reference"] == pytest.approx(0.9)                     # median of 0.9, 1.0, 0.75
+    assert vgg0["vs_reference_range"] == pytest.approx([0.75, 1.0])
+    assert vgg0["vs_workers0"] is None and vgg0["vs_train"] == pytest.approx(6.0)
+    assert vgg2["images_per_s_per_core"] == pytest.approx(60.0)
+    assert vgg2["vs_workers0"] == pytest.approx(statistics.median([170 / 180, 90 / 100, 120 / 120]))
