@@ -11,7 +11,15 @@ import pytest
 from omegaconf import OmegaConf
 from scipy.stats import ks_2samp
 
-from cnnbench.data.fastpath import FastPipeline, decode_bgr, fast_pipeline, header_size, load_rgb, read_bytes
+from cnnbench.data.fastpath import (
+    FastPipeline,
+    decode_bgr,
+    fast_pipeline,
+    header_size,
+    jpeg_frame_size,
+    load_rgb,
+    read_bytes,
+)
 from cnnbench.data.transforms import train_transform
 from tests.helpers import CONF
 
@@ -81,6 +89,32 @@ def test_decoders_agree_and_header_size_is_the_decoded_size(photo):
     rgb = load_rgb(photo)
     assert header_size(buf) == rgb.shape[:2] and rgb.dtype == np.uint8
     assert np.abs(rgb.astype(int) - load_image_file(photo).astype(int)).mean() < 1.0  # OpenCV vs PIL libjpeg
+
+
+@pytest.mark.parametrize("options", [{}, {"progressive": True}, {"mode": "L"}, {"exif": True},
+                                     {"restart_marker_rows": 1}, {"subsampling": 0, "optimize": True}])
+def test_jpeg_frame_size_reads_what_pil_reads(photo, options, tmp_path):
+    """The hand-written frame-header walk against PIL's parser: baseline, progressive, greyscale, an EXIF block
+    with a rotation tag (the stored size, as the decoders ignore orientation), restart markers, 4:4:4."""
+    from PIL import Image
+
+    options = dict(options)
+    with Image.open(photo) as im:
+        im = im.convert(options.pop("mode", "RGB")).crop((3, 5, 301, 250))
+        if options.pop("exif", False):
+            exif = Image.Exif()
+            exif[0x0112] = 6  # orientation: rotate 90°
+            options["exif"] = exif.tobytes()
+        path = tmp_path / "x.jpg"
+        im.save(path, quality=85, **options)
+    buf = read_bytes(str(path))
+    with Image.open(path) as im:
+        assert jpeg_frame_size(buf) == (im.height, im.width) == (245, 298)
+    assert header_size(buf) == (245, 298)
+    assert jpeg_frame_size(buf[:40]) is None  # cut before the frame header: None, and PIL decides
+    broken = buf.copy()
+    broken[2] = 0x00  # not a marker where one must be
+    assert jpeg_frame_size(broken) is None
 
 
 def test_scale_jitter_resamples_only_the_window_like_resize_then_crop(photo):
