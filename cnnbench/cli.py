@@ -59,6 +59,10 @@ def run_guarded(command: str, cfg):
             raise
         kind = "stopped" if code == 3 else "error"
         print(f"cnnbench {command}: {kind}: {one_line(err)}", file=sys.stderr, flush=True)
+        if code == 2:  # bad input: no half-made run directory (Hydra made it before the command ran)
+            from cnnbench.runtime import hydra_output_dir, original_cwd, remove_unused_run_dir
+
+            remove_unused_run_dir(hydra_output_dir(), original_cwd())
         sys.exit(code)
 
 
@@ -151,6 +155,8 @@ def _precheck(command: str, args: list[str]) -> None:
         sys.exit(2)
     if command == "eval":  # argument errors before torch loads and before Hydra makes a run dir
         _precheck_eval(cfg, args)
+    else:  # values and combinations (config_schema.py) before Hydra makes a run dir
+        _precheck_values(command, cfg)
     if command == "train":  # a device request this machine cannot meet: before Hydra makes a run dir
         from cnnbench.errors import UserError
         from cnnbench.hardware import check_devices
@@ -160,6 +166,21 @@ def _precheck(command: str, args: list[str]) -> None:
         except UserError as err:
             print(f"cnnbench {command}: error: {err}", file=sys.stderr, flush=True)
             sys.exit(2)
+
+
+def _precheck_values(command: str, cfg) -> None:
+    """`validate` on the composed config (again inside the Hydra job, where it is authoritative): a bad value
+    is one line and exit 2 here. A config that needs Hydra's runtime to resolve is left to that second check."""
+    from cnnbench.config_schema import validate
+    from cnnbench.errors import UserError, one_line
+
+    try:
+        validate(cfg)
+    except UserError as err:
+        print(f"cnnbench {command}: error: {one_line(err)}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except Exception:  # noqa: BLE001 - e.g. an interpolation of hydra:… that only resolves in the job
+        return
 
 
 def trainer_args(args: list[str]) -> list[str]:

@@ -108,7 +108,10 @@ class Rule:
 RULES: list[Rule] = [
     Rule("seed", _int, "an integer"),
     Rule("resume", one_of(None, "auto"), "auto or null"),
+    Rule("optimizer.name", *code_choices("cnnbench.training.optim:OPTIMIZERS")),
     Rule("optimizer.lr", positive, "a positive number"),
+    Rule("schedule.name", *code_choices("cnnbench.training.optim:SCHEDULES")),
+    Rule("augmentation.name", *code_choices("cnnbench.data.transforms:AUGMENTATIONS")),
     Rule("optimizer.weight_decay", non_negative, "a number >= 0"),
     Rule("optimizer.momentum", in_range(0.0, 1.0, hi_open=True), "a number in [0, 1)"),
     Rule("optimizer.eps", positive, "a positive number"),

@@ -74,6 +74,28 @@ def resolve_run_dir(run_dir: str | Path | None) -> Path:
     return path
 
 
+def remove_unused_run_dir(run_dir: Path | None, stop_at: Path) -> bool:
+    """After a bad-input error: remove the run dir Hydra made for this process if it holds nothing but
+    Hydra's own files (`.hydra/`, the job log), then its parents that this process made and left empty,
+    never `stop_at` or above it. A dir made before this process started (a resumed run, a reused
+    `hydra.run.dir=`) or holding anything else is kept. True when the run dir was removed."""
+    if run_dir is None or not run_dir.is_dir():
+        return False
+    made_now = lambda p: p.stat().st_mtime >= PROCESS_START - 1.0  # noqa: E731
+    entries = list(run_dir.iterdir())
+    hydra_only = all((e.name == ".hydra" and e.is_dir()) or (e.is_file() and e.suffix == ".log") for e in entries)
+    hydra = run_dir / ".hydra"
+    if not hydra_only or (hydra.exists() and not made_now(hydra)):
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    stop_at = stop_at.absolute()
+    parent = run_dir.parent
+    while parent != stop_at and stop_at in parent.parents and not any(parent.iterdir()) and made_now(parent):
+        parent.rmdir()
+        parent = parent.parent
+    return not run_dir.exists()
+
+
 def original_cwd() -> Path:
     try:
         from hydra.core.hydra_config import HydraConfig

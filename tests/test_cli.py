@@ -43,7 +43,8 @@ def test_unknown_command_one_line(tmp_path):
 @pytest.mark.parametrize("args,needle", [
     (["model.name=resnet21"], "unknown model 'resnet21'; valid choices:"),
     (["model=resnet20", "+model.depth=3"], "unknown option(s) depth for model 'resnet20'"),
-    (["optimizer.name=lamb"], "valid choices: sgd, rmsprop, adamw"),
+    (["optimizer.name=lamb"], "optimizer.name='lamb' is invalid; valid: sgd, rmsprop, adamw"),
+    (["schedule.name=foo"], "schedule.name='foo' is invalid; valid: onecycle"),
     (["data.val_split=-1"], "data.val_split=-1"),
 ])
 def test_bad_values_are_one_clear_line(tmp_path, args, needle):
@@ -52,6 +53,31 @@ def test_bad_values_are_one_clear_line(tmp_path, args, needle):
     errors = [line for line in out.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and needle in errors[0], out.stderr[-2000:]
     assert "Traceback" not in out.stderr
+    assert not (tmp_path / "outputs").exists(), list((tmp_path / "outputs").rglob("*"))  # no half-made run dir
+
+
+def test_unused_run_dir_is_removed_only_when_it_holds_hydras_files_alone(tmp_path, monkeypatch):
+    import time
+
+    import cnnbench.runtime as runtime
+
+    monkeypatch.setattr(runtime, "PROCESS_START", time.time())
+    run_dir = tmp_path / "outputs" / "train" / "day" / "time"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / "train.log").write_text("")
+    kept = tmp_path / "outputs" / "train" / "other"
+    kept.mkdir()
+    assert runtime.remove_unused_run_dir(run_dir, tmp_path)
+    assert not (tmp_path / "outputs" / "train" / "day").exists()  # its empty parent, made now, goes too
+    assert kept.is_dir() and (tmp_path / "outputs" / "train").is_dir()  # not empty: kept
+
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / "last.ckpt").write_bytes(b"x")  # anything besides Hydra's files: kept
+    assert not runtime.remove_unused_run_dir(run_dir, tmp_path) and (run_dir / "last.ckpt").is_file()
+
+    (run_dir / "last.ckpt").unlink()
+    monkeypatch.setattr(runtime, "PROCESS_START", time.time() + 60)  # the dir predates the process (a resume)
+    assert not runtime.remove_unused_run_dir(run_dir, tmp_path) and run_dir.is_dir()
 
 
 def test_unknown_group_option_and_key_name_choices(tmp_path):
