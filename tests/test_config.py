@@ -67,3 +67,21 @@ def test_each_command_config_composes(command):
     extra = {"eval": ["ckpt_path=x.ckpt"], "predict": ["ckpt_path=x.ckpt", "image=a.jpg"]}.get(command, [])
     cfg = compose_cfg(command, extra)
     assert cfg.task == command
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "profile", "predict", "export", "report", "benchmark", "analyze",
+                                     "stylize", "import-weights"])
+def test_run_name_sets_the_run_dir_of_every_command(command):
+    """`run_name=` gives `outputs/<task>/<run_name>`; without it a fresh timestamped dir. (benchmark.yaml inherits
+    train.yaml: a second `hydra.run.dir` there once resolved, and cached, before `run_name=` was applied.)"""
+    from hydra import compose, initialize_config_dir
+
+    import cnnbench.runtime  # noqa: F401  (registers the run-dir resolver)
+
+    for name in ("first", "second"):  # the resolver caches: a second name in the same process must still count
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name=command):
+            cfg = compose(config_name=command, overrides=[f"run_name={command}-{name}"], return_hydra_config=True)
+        assert cfg.hydra.run.dir == f"outputs/{cfg.task}/{command}-{name}"
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name=command):
+        cfg = compose(config_name=command, return_hydra_config=True)
+    assert cfg.hydra.run.dir.startswith(f"outputs/{cfg.task}/20")
