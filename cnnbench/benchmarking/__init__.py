@@ -27,15 +27,22 @@ OPTIMIZER_IMPLS = ("default", "foreach", "fused")
 
 # -- peak FLOP/s ---------------------------------------------------------------------------------
 def matmul_peak(device: torch.device, dtype: torch.dtype, size: int | None = None, min_run_time: float = 0.5) -> float:
-    """FLOP/s of a square matmul on this machine, now (torch.utils.benchmark, median of blocked runs)."""
+    """FLOP/s of a square matmul on this machine, now (torch.utils.benchmark's Timer, median of ≥ 10 blocks).
+
+    The block size is set here from one timed call (each block ≈ min_run_time / 10): `blocked_autorange`
+    sizes blocks from the timer's own overhead, which grows once Lightning is imported, and then picked
+    blocks of 10⁵ calls (seconds per block for a small matmul)."""
     from torch.utils.benchmark import Timer
 
     n = int(size or (8192 if device.type == "cuda" else 1024))
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     timer = Timer("torch.mm(a, b)", globals={"a": a, "b": b, "torch": torch}, num_threads=torch.get_num_threads())
-    seconds = timer.blocked_autorange(min_run_time=min_run_time).median
-    return 2.0 * n**3 / seconds
+    timer.timeit(1)  # warm-up
+    once = max(timer.timeit(1).median, 1e-7)
+    number = max(1, int(min_run_time / 10 / once))
+    blocks = [timer.timeit(number).median for _ in range(10)]
+    return 2.0 * n**3 / statistics.median(blocks)
 
 
 # -- step timing ---------------------------------------------------------------------------------

@@ -261,6 +261,7 @@ class _Bench:
     # -- data ----------------------------------------------------------------------------------------
     def run_data(self, train_images_per_s: float | None) -> dict[str, Any]:
         b = self.cfg.benchmark
+        self._check_sources()  # before the train-rate measurement: a bad choice costs nothing
         if train_images_per_s is None:  # the model's train throughput in the plain loop, measured now
             plain = self.plain(train=True)
             ends, _ = plain.run(self.dm.train_dataloader(), self.warmup + self.steps, train=True)
@@ -270,8 +271,6 @@ class _Bench:
         rows = []
         with tempfile.TemporaryDirectory(prefix="cnnbench-jpeg-") as tmp:
             for source in b.sources:
-                if source not in ("memory", "jpeg"):
-                    raise UserError(f"benchmark.sources contains {source!r}; valid choices: memory, jpeg")
                 data_cfg = OmegaConf.to_container(self.cfg.data, resolve=True)
                 if source == "jpeg":
                     if self.dm.train_split.images is None:
@@ -307,19 +306,21 @@ class _Bench:
                 "ratio_vs_train": ips / train_images_per_s if ips else None, "loaders": rows,
                 "batch_size": self.batch, "torch_threads": torch.get_num_threads()}
 
+    def _check_sources(self) -> None:
+        sources = [str(x) for x in self.cfg.benchmark.sources]
+        for source in sources:
+            if source not in ("memory", "jpeg"):
+                raise UserError(f"benchmark.sources contains {source!r}; valid choices: memory, jpeg")
+        if self.dm.train_split.images is None and "jpeg" not in sources:
+            raise UserError(f"benchmark.sources={sources} measures nothing on file-backed data "
+                            f"(data={self.cfg.data.name} has no in-memory copy); valid choices here: [jpeg]")
+
     def _run_data_files(self, train_images_per_s: float) -> dict[str, Any]:
         """File-backed data: its own files through the paper train pipelines, the eval protocols and the
         OpenCV reference rows (cnnbench.benchmarking.loaders)."""
         from cnnbench.benchmarking.loaders import file_rows
 
         b = self.cfg.benchmark
-        sources = [str(x) for x in b.sources]
-        for source in sources:
-            if source not in ("memory", "jpeg"):
-                raise UserError(f"benchmark.sources contains {source!r}; valid choices: memory, jpeg")
-        if "jpeg" not in sources:
-            raise UserError(f"benchmark.sources={sources} measures nothing on file-backed data "
-                            f"(data={self.cfg.data.name} has no in-memory copy); valid choices here: [jpeg]")
         data_cfg = OmegaConf.to_container(self.cfg.data, resolve=True)
         data_cfg.update(root=absolute(data_cfg["root"]), image_size=self.dm.image_size, val_split=0)
         augmentations = [str(a) for a in b.get("file_augmentations", [])]

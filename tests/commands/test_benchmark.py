@@ -178,3 +178,21 @@ def test_data_rounds_compare_each_row_with_the_reference_of_its_own_round():
     assert vgg0["vs_workers0"] is None and vgg0["vs_train"] == pytest.approx(6.0)
     assert vgg2["images_per_s_per_core"] == pytest.approx(60.0)
     assert vgg2["vs_workers0"] == pytest.approx(statistics.median([170 / 180, 90 / 100, 120 / 120]))
+
+
+def test_matmul_peak_sizes_its_blocks_from_the_matmul_not_from_the_timer_overhead(monkeypatch):
+    """With Lightning imported, torch's blocked_autorange picked blocks of 10⁵ matmuls (the timer's overhead
+    grows); the peak sizes 10 blocks of ≈ min_run_time / 10 from one timed call instead."""
+    import lightning  # noqa: F401  (the state in which blocked_autorange misjudged)
+    from torch.utils.benchmark import Timer
+
+    from cnnbench.benchmarking import matmul_peak
+
+    numbers = []
+    timeit = Timer.timeit
+    monkeypatch.setattr(Timer, "timeit", lambda self, number=1000000: numbers.append(number) or timeit(self, number))
+    peak = matmul_peak(torch.device("cpu"), torch.float32, 64, min_run_time=0.05)
+    assert _finite_positive(peak) and peak < 1e15
+    once = 2.0 * 64**3 / peak  # seconds per matmul, as measured
+    assert numbers[:2] == [1, 1] and len(numbers) == 12 and len(set(numbers[2:])) == 1
+    assert numbers[2] * once < 0.05  # a block stays well under the whole run time

@@ -24,7 +24,10 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("model", list(CASES))
+SLOW = {"vgg11"}  # full width (VGG has no width multiplier): ≈ 15 s, the full suite runs it
+
+
+@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m in SLOW else m for m in CASES])
 def test_family_trains_through_train(tmp_path, model):
     cfg = compose_cfg("train", TINY + [f"model={model}", *CASES[model]])
     results = train(cfg, run_dir=tmp_path)
