@@ -259,15 +259,21 @@ class _Bench:
         return out
 
     # -- data ----------------------------------------------------------------------------------------
-    def run_data(self, train_images_per_s: float | None) -> dict[str, Any]:
-        b = self.cfg.benchmark
-        self._check_sources()  # before the train-rate measurement: a bad choice costs nothing
-        if train_images_per_s is None:  # the model's train throughput in the plain loop, measured now
+    def run_data(self, measure_train: bool = True) -> dict[str, Any]:
+        """The loader rows, then (unless the train mode runs too) the model's train rate in the plain loop, for
+        `× train`. Rows first: a loader worker forked from a process that has already run the model's train
+        steps inherits its grown heap, and measured 0.85 instead of 0.93 of the 0-worker rate on the same
+        files (copy-on-write of the parent's pages; docs/performance.md)."""
+        self._check_sources()  # before any measurement: a bad choice costs nothing
+        out = self._run_data_files() if self.dm.train_split.images is None else self._run_data_memory()
+        if measure_train:
             plain = self.plain(train=True)
             ends, _ = plain.run(self.dm.train_dataloader(), self.warmup + self.steps, train=True)
-            train_images_per_s = summarize(step_times(ends, self.warmup), self.batch)["images_per_s"]
-        if self.dm.train_split.images is None:
-            return self._run_data_files(train_images_per_s)
+            with_train_rate(out, summarize(step_times(ends, self.warmup), self.batch)["images_per_s"])
+        return out
+
+    def _run_data_memory(self) -> dict[str, Any]:
+        b = self.cfg.benchmark
         rows = []
         with tempfile.TemporaryDirectory(prefix="cnnbench-jpeg-") as tmp:
             for source in b.sources:
@@ -292,7 +298,7 @@ class _Bench:
                         dm.cfg.persistent_workers = False
                         ips = _loader_rate(dm._loader(dm.train_split, train=True), self.warmup, self.steps)
                         rows.append({"source": source, "augmentation": str(aug), "workers": int(workers),
-                                     "images_per_s": ips, "vs_train": ips / train_images_per_s})
+                                     "images_per_s": ips, "vs_train": None})
         if not rows:
             raise UserError(f"benchmark.sources={list(b.sources)} measured nothing; valid choices: memory, jpeg")
         # the common per-mode keys describe the configured loader (this data/augmentation/num_workers)
@@ -302,8 +308,7 @@ class _Bench:
         ips = configured[0]["images_per_s"] if configured else max((r["images_per_s"] for r in rows), default=None)
         return {"images_per_s": ips, "step_ms": 1e3 * self.batch / ips if ips else None,
                 "peak_mem_mb": round(peak_mem_mb(self.device), 1), "mfu": None, "plain_loop": None,
-                "ratio_vs_plain_loop": None, "train_images_per_s": train_images_per_s,
-                "ratio_vs_train": ips / train_images_per_s if ips else None, "loaders": rows,
+                "ratio_vs_plain_loop": None, "train_images_per_s": None, "ratio_vs_train": None, "loaders": rows,
                 "batch_size": self.batch, "torch_threads": torch.get_num_threads()}
 
     def _check_sources(self) -> None:
@@ -315,7 +320,7 @@ class _Bench:
             raise UserError(f"benchmark.sources={sources} measures nothing on file-backed data "
                             f"(data={self.cfg.data.name} has no in-memory copy); valid choices here: [jpeg]")
 
-    def _run_data_files(self, train_images_per_s: float) -> dict[str, Any]:
+    def _run_data_files(self) -> dict[str, Any]:
         """File-backed data: its own files through the paper train pipelines, the eval protocols and the
         OpenCV reference rows (cnnbench.benchmarking.loaders)."""
         from cnnbench.benchmarking.loaders import file_rows
@@ -326,7 +331,7 @@ class _Bench:
         augmentations = [str(a) for a in b.get("file_augmentations", [])]
         protocols = [int(c) for c in b.get("protocols", [])]
         rows = file_rows(self, data_cfg, augmentations, [int(w) for w in b.workers], protocols,
-                         train_images_per_s, _augmentation)
+                         None, _augmentation)
         if not rows:
             raise UserError("benchmark.mode=data measured nothing; set benchmark.workers (e.g. [0, 1])")
         configured = [r for r in rows if r["kind"] == "train" and r["augmentation"] == self.cfg.augmentation.name
@@ -334,8 +339,7 @@ class _Bench:
         ips = configured[0]["images_per_s"] if configured else None
         return {"images_per_s": ips, "step_ms": 1e3 * self.batch / ips if ips else None,
                 "peak_mem_mb": round(peak_mem_mb(self.device), 1), "mfu": None, "plain_loop": None,
-                "ratio_vs_plain_loop": None, "train_images_per_s": train_images_per_s,
-                "ratio_vs_train": ips / train_images_per_s if ips else None, "loaders": rows,
+                "ratio_vs_plain_loop": None, "train_images_per_s": None, "ratio_vs_train": None, "loaders": rows,
                 "decode": self.dm.decode, "reduced_decode": bool(self.cfg.data.get("reduced_decode", True)),
                 "files": len(self.dm.train_split), "batch_size": self.batch, "torch_threads": 1,
                 "image_size": self.dm.image_size}
@@ -356,13 +360,24 @@ class _Bench:
             "macs_per_image": self.flops_per_image / 2, "peak_flops": self.peaks,
             "machine": machine_record(), "modes": {},
         }
-        for mode in modes:
+        for mode in sorted(modes, key=lambda m: m != "data"):  # the loader rows first (run_data says why)
             if mode == "data":
-                train = result["modes"].get("train")
-                result["modes"]["data"] = self.run_data(train["images_per_s"] if train else None)
+                result["modes"]["data"] = self.run_data(measure_train="train" not in modes)
             else:
                 result["modes"][mode] = getattr(self, f"run_{mode}")()
+        if "data" in result["modes"] and "train" in result["modes"]:
+            with_train_rate(result["modes"]["data"], result["modes"]["train"]["images_per_s"])
+        result["modes"] = {mode: result["modes"][mode] for mode in modes}  # in the order asked for
         return result
+
+
+def with_train_rate(data: dict[str, Any], train_images_per_s: float) -> None:
+    """`× train` of every loader row and of the configured loader: its images/s ÷ the model's train rate."""
+    data["train_images_per_s"] = train_images_per_s
+    ips = data.get("images_per_s")
+    data["ratio_vs_train"] = ips / train_images_per_s if ips else None
+    for row in data["loaders"]:
+        row["vs_train"] = row["images_per_s"] / train_images_per_s
 
 
 class _Acc:

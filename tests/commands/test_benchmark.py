@@ -62,6 +62,26 @@ def test_benchmark_data_mode_rows(tmp_path):
         assert row["vs_train"] == pytest.approx(row["images_per_s"] / out["train_images_per_s"])
 
 
+def test_benchmark_measures_the_loader_rows_before_the_train_steps(tmp_path, monkeypatch):
+    """`benchmark.mode=[train,data]`: the data rows run first (their workers fork from a lean process), the
+    modes keep the order asked for, and `× train` uses the train mode's own rate."""
+    from cnnbench.commands import benchmark as bench_cmd
+
+    order = []
+    for name in ("run_train", "run_data"):
+        original = getattr(bench_cmd._Bench, name)
+        monkeypatch.setattr(bench_cmd._Bench, name,
+                            lambda self, *a, _f=original, _n=name, **k: order.append(_n) or _f(self, *a, **k))
+    cfg = compose_cfg("benchmark", TINY + ["benchmark.mode=[train,data]", "augmentation=pad_crop_flip",
+                                           "benchmark.augmentations=[pad_crop_flip]", "benchmark.workers=[0]",
+                                           "benchmark.sources=[memory]", "benchmark.plain_loop=false"])
+    result = bench_cmd.benchmark(cfg, run_dir=tmp_path)
+    assert order == ["run_data", "run_train"] and list(result["modes"]) == ["train", "data"]
+    data, train = result["modes"]["data"], result["modes"]["train"]
+    assert data["train_images_per_s"] == train["images_per_s"]
+    assert data["loaders"][0]["vs_train"] == pytest.approx(data["loaders"][0]["images_per_s"] / train["images_per_s"])
+
+
 @pytest.mark.parametrize("override, valid", [("benchmark.mode=fit", "train, infer, data, eval"),
                                              ("benchmark.optimizer_impl=fast", "default, foreach, fused")])
 def test_benchmark_rejects_bad_values(tmp_path, override, valid):
