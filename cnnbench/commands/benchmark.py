@@ -262,8 +262,8 @@ class _Bench:
     def run_data(self, measure_train: bool = True) -> dict[str, Any]:
         """The loader rows, then (unless the train mode runs too) the model's train rate in the plain loop, for
         `× train`. Rows first: a loader worker forked from a process that has already run the model's train
-        steps inherits its grown heap, and measured 0.85 instead of 0.93 of the 0-worker rate on the same
-        files (copy-on-write of the parent's pages; docs/performance.md)."""
+        steps inherits its grown heap (copy-on-write of the parent's pages), which slowed one worker by
+        several percent in a check on the same files (docs/performance.md)."""
         self._check_sources()  # before any measurement: a bad choice costs nothing
         out = self._run_data_files() if self.dm.train_split.images is None else self._run_data_memory()
         if measure_train:
