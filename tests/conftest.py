@@ -97,23 +97,6 @@ def photo_imagefolder(tmp_path_factory) -> Path:
     """A small ImageFolder of realistic-size photos: crops of scikit-learn's two bundled sample photos
     (427×640), resized to a short side of 375–500 px, saved as quality-90 JPEGs; 2 classes, 6 train and
     2 val images each (landscape and portrait)."""
-    from PIL import Image
-    from sklearn.datasets import load_sample_images
+    from cnnbench.testing.photos import write_photo_folder
 
-    root = tmp_path_factory.mktemp("photos")
-    rng = np.random.default_rng(0)
-    for c, photo in enumerate(load_sample_images().images):
-        for i in range(8):
-            h, w = photo.shape[:2]
-            ch, cw = int(rng.integers(300, h + 1)), int(rng.integers(300, w + 1))
-            if i % 2:  # portrait crops too
-                cw = min(cw, ch * 3 // 4)
-            y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-            crop = Image.fromarray(np.ascontiguousarray(photo[y:y + ch, x:x + cw]))
-            short = int(rng.integers(375, 501))
-            scale = short / min(ch, cw)
-            crop = crop.resize((max(short, round(cw * scale)), max(short, round(ch * scale))), Image.BILINEAR)
-            folder = root / ("val" if i >= 6 else "train") / f"photo{c}"
-            folder.mkdir(parents=True, exist_ok=True)
-            crop.save(folder / f"{i:02d}.jpg", quality=90)
-    return root
+    return write_photo_folder(tmp_path_factory.mktemp("photos"), 8, is_val=lambda i: i >= 6, name="{:02d}.jpg")

@@ -1,1 +1,3 @@
-"""Helpers the test suite drives through the real command line (fault injection); never used by a normal run."""
+"""Helpers for the test suite, never used by a normal run: fault injection driven through the real command
+line (faults.py) and the photo ImageFolder its file-backed fixtures and the input-pipeline measurements use
+(photos.py)."""

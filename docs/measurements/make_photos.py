@@ -9,9 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-from sklearn.datasets import load_sample_images
+from cnnbench.testing.photos import write_photo_folder
 
 
 def main() -> None:
@@ -19,21 +17,7 @@ def main() -> None:
     parser.add_argument("root", type=Path)
     parser.add_argument("--per-photo", type=int, default=330)
     args = parser.parse_args()
-    rng = np.random.default_rng(0)
-    for c, photo in enumerate(load_sample_images().images):
-        h, w = photo.shape[:2]
-        for i in range(args.per_photo):
-            ch, cw = int(rng.integers(300, h + 1)), int(rng.integers(300, w + 1))
-            if i % 2:  # portrait crops too
-                cw = min(cw, ch * 3 // 4)
-            y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-            crop = Image.fromarray(np.ascontiguousarray(photo[y:y + ch, x:x + cw]))
-            short = int(rng.integers(375, 501))
-            scale = short / min(ch, cw)
-            crop = crop.resize((max(short, round(cw * scale)), max(short, round(ch * scale))), Image.BILINEAR)
-            folder = args.root / ("val" if i % 9 == 8 else "train") / f"photo{c}"
-            folder.mkdir(parents=True, exist_ok=True)
-            crop.save(folder / f"{i:03d}.jpg", quality=90)
+    write_photo_folder(args.root, args.per_photo, is_val=lambda i: i % 9 == 8)
 
 
 if __name__ == "__main__":
