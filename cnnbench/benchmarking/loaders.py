@@ -100,7 +100,7 @@ def _loader(dataset, batch: int, workers: int, collate=None) -> DataLoader:
 
 
 def file_rows(bench, data_cfg: dict[str, Any], augmentations: list[str], workers_list: list[int],
-              protocols: list[int], train_images_per_s: float | None, augmentation_config) -> list[dict[str, Any]]:
+              protocols: list[int], augmentation_config) -> list[dict[str, Any]]:
     """Every row of the file-backed data benchmark; the main process is held to one OpenCV/torch thread like a
     loader worker, so that `workers=0` is one core too."""
     import cv2
@@ -156,10 +156,10 @@ def file_rows(bench, data_cfg: dict[str, Any], augmentations: list[str], workers
     finally:
         cv2.setNumThreads(threads[0])
         torch.set_num_threads(threads[1])
-    return summarize_rounds(list(measured.values()), train_images_per_s)
+    return summarize_rounds(list(measured.values()))  # `× train` is filled in by the caller
 
 
-def summarize_rounds(rows: list[dict[str, Any]], train_images_per_s: float | None) -> list[dict[str, Any]]:
+def summarize_rounds(rows: list[dict[str, Any]], train_images_per_s: float | None = None) -> list[dict[str, Any]]:
     """Per row: the median images/s over the rounds; `vs_reference` = the median over rounds of the row's per-core
     rate ÷ the OpenCV reference's per-core rate at the same worker count *in the same round*, with its min–max
     (`vs_reference_range`); `vs_workers0` = images/s ÷ (workers × the same pipeline's images/s at workers=0), the

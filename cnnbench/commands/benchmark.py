@@ -273,21 +273,18 @@ class _Bench:
         return out
 
     def _run_data_memory(self) -> dict[str, Any]:
+        """In-memory data: its own copy ("memory") and a temporary ImageFolder of JPEGs written from it ("jpeg")
+        through `benchmark.augmentations`."""
         b = self.cfg.benchmark
         rows = []
         with tempfile.TemporaryDirectory(prefix="cnnbench-jpeg-") as tmp:
             for source in b.sources:
                 data_cfg = OmegaConf.to_container(self.cfg.data, resolve=True)
                 if source == "jpeg":
-                    if self.dm.train_split.images is None:
-                        data_cfg["root"] = absolute(data_cfg["root"])
-                    else:
-                        _write_jpegs(self.dm, Path(tmp), int(b.jpeg_images))
-                        data_cfg.update(name="imagefolder", root=tmp, mean_mode="channel", limit_train=None,
-                                        limit_val=None, limit_test=None, on_bad_image="error")
-                    data_cfg.update(image_size=self.dm.image_size, val_split=0)
-                elif self.dm.train_split.images is None:
-                    continue  # the configured data is file-backed: its "jpeg" row is the real thing
+                    _write_jpegs(self.dm, Path(tmp), int(b.jpeg_images))
+                    data_cfg.update(name="imagefolder", root=tmp, mean_mode="channel", limit_train=None,
+                                    limit_val=None, limit_test=None, on_bad_image="error",
+                                    image_size=self.dm.image_size, val_split=0)
                 for aug in b.augmentations:
                     aug_cfg = _augmentation(str(aug))
                     dm = ImageDataModule(data_cfg, aug_cfg, self.cfg.model.name, seed=int(self.cfg.seed),
@@ -302,8 +299,7 @@ class _Bench:
         if not rows:
             raise UserError(f"benchmark.sources={list(b.sources)} measured nothing; valid choices: memory, jpeg")
         # the common per-mode keys describe the configured loader (this data/augmentation/num_workers)
-        configured = [r for r in rows if r["source"] == ("memory" if self.dm.train_split.images is not None else
-                                                          "jpeg") and r["augmentation"] == self.cfg.augmentation.name
+        configured = [r for r in rows if r["source"] == "memory" and r["augmentation"] == self.cfg.augmentation.name
                       and r["workers"] == int(self.cfg.data.num_workers)]
         ips = configured[0]["images_per_s"] if configured else max((r["images_per_s"] for r in rows), default=None)
         return {"images_per_s": ips, "step_ms": 1e3 * self.batch / ips if ips else None,
@@ -330,8 +326,7 @@ class _Bench:
         data_cfg.update(root=absolute(data_cfg["root"]), image_size=self.dm.image_size, val_split=0)
         augmentations = [str(a) for a in b.get("file_augmentations", [])]
         protocols = [int(c) for c in b.get("protocols", [])]
-        rows = file_rows(self, data_cfg, augmentations, [int(w) for w in b.workers], protocols,
-                         None, _augmentation)
+        rows = file_rows(self, data_cfg, augmentations, [int(w) for w in b.workers], protocols, _augmentation)
         if not rows:
             raise UserError("benchmark.mode=data measured nothing; set benchmark.workers (e.g. [0, 1])")
         configured = [r for r in rows if r["kind"] == "train" and r["augmentation"] == self.cfg.augmentation.name
