@@ -153,10 +153,9 @@ def _precheck(command: str, args: list[str]) -> None:
     except HydraException as err:
         print(f"cnnbench {command}: error: {_config_error(command, err, overrides)}", file=sys.stderr, flush=True)
         sys.exit(2)
+    _precheck_values(command, cfg)  # values and combinations (config_schema.py) before Hydra makes a run dir
     if command == "eval":  # argument errors before torch loads and before Hydra makes a run dir
         _precheck_eval(cfg, args)
-    else:  # values and combinations (config_schema.py) before Hydra makes a run dir
-        _precheck_values(command, cfg)
     if command == "train":  # a device request this machine cannot meet: before Hydra makes a run dir
         from cnnbench.errors import UserError
         from cnnbench.hardware import check_devices
@@ -212,14 +211,12 @@ def trainer_args(args: list[str]) -> list[str]:
 
 
 def _precheck_eval(cfg, args: list[str]) -> None:
-    """Bare `cnnbench eval`: the newest finished training run's checkpoint, appended as `ckpt_path=`; bad
-    values (crops, split, a missing checkpoint) as one line — all before torch and Lightning load."""
-    from cnnbench.config_schema import validate
+    """Bare `cnnbench eval`: the newest finished training run's checkpoint, appended as `ckpt_path=`; a missing
+    checkpoint as one line — before torch and Lightning load (bad values: `_precheck_values`, just before)."""
     from cnnbench.errors import UserError
     from cnnbench.run import checkpoint_paths, latest_run_checkpoint
 
     try:
-        validate(cfg)
         ckpt = cfg.get("ckpt_path")
         if ckpt is None:
             ckpt = latest_run_checkpoint([str(r) for r in cfg.eval.latest_from])  # says which, once
