@@ -15,7 +15,7 @@ What it changes against "decode the whole file with PIL, then run the albumentat
   is decoded at 1/k in the DCT domain (`cv2.IMREAD_REDUCED_COLOR_k`), which skips most of the IDCT work
   (`data.reduced_decode`, on by default; tests/data/test_fastpath.py states the pixel tolerance).
 - **Photometric ops on the crop** (they already were: flip, colour jitter, PCA lighting and AutoAugment run
-  after the crop in the paper's order), uint8 throughout, BGR→RGB once on the output crop.
+  after the crop in the paper's order), uint8 throughout, decoded straight to RGB (no colour-order conversion).
 """
 from __future__ import annotations
 
@@ -28,8 +28,10 @@ import cv2
 import numpy as np
 
 REDUCTIONS = (8, 4, 2)  # DCT-domain scale factors libjpeg supports (besides 1)
-_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
-          8: cv2.IMREAD_REDUCED_COLOR_8}
+# decode straight to RGB (the REDUCED_COLOR flags carry IMREAD_COLOR = BGR, which cannot be combined with RGB)
+_FLAGS = {k: (flag & ~cv2.IMREAD_COLOR) | cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION
+          for k, flag in {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+                          8: cv2.IMREAD_REDUCED_COLOR_8}.items()}
 JITTER = ("scale_jitter", "resnet_imagenet", "vgg")
 RRC = ("random_resized_crop", "googlenet", "inception", "efficientnet")
 
@@ -87,22 +89,22 @@ def header_size(buf: np.ndarray) -> tuple[int, int]:
     return h, w
 
 
-def decode_bgr(buf: np.ndarray, reduce: int = 1) -> np.ndarray | None:
-    """A JPEG as uint8 HWC **BGR** at 1/reduce scale (None if OpenCV cannot decode it)."""
+def decode_rgb(buf: np.ndarray, reduce: int = 1) -> np.ndarray | None:
+    """A JPEG as uint8 HWC RGB at 1/reduce scale (None if OpenCV cannot decode it)."""
     if not is_jpeg(buf):
         return None
-    img = cv2.imdecode(buf, _FLAGS[reduce] | cv2.IMREAD_IGNORE_ORIENTATION)
+    img = cv2.imdecode(buf, _FLAGS[reduce])
     return img if img is not None and img.ndim == 3 and img.shape[2] == 3 else None
 
 
 def load_rgb(path: str) -> np.ndarray:
     """Any image file → uint8 HWC RGB: OpenCV for JPEGs, PIL (`load_image_file`) for everything else."""
-    img = decode_bgr(read_bytes(path))
+    img = decode_rgb(read_bytes(path))
     if img is None:
         from cnnbench.data.datamodule import load_image_file
 
         return load_image_file(path)
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img
 
 
 def reduction(crop_h: float, crop_w: float, out_h: int, out_w: int) -> int:
@@ -183,14 +185,12 @@ class FastPipeline:
         k = 1
         if decoded is None and self.reduced:
             k = reduction(y1 - y0, x1 - x0, oh, ow)
-        img = decoded if decoded is not None else decode_bgr(buf, k)
+        img = decoded if decoded is not None else decode_rgb(buf, k)
         if img is None:  # OpenCV refused it: the PIL path (which names the file if it is bad)
             from cnnbench.data.datamodule import load_image_file
 
             return self.apply(buf, py, gen, load_image_file(path), path)
         out = self._resample(img, (x0, y0, x1, y1), (oh, ow), interpolation, k)
-        if decoded is None:
-            out = cv2.cvtColor(out, cv2.COLOR_BGR2RGB)
         if out.ndim == 2:
             out = out[..., None]
         if self.post is None:

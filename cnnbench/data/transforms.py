@@ -94,6 +94,78 @@ class PCALighting(A.ImageOnlyTransform):
         return ("alpha",)
 
 
+# ITU-R BT.601 luma weights (R, G, B): OpenCV's RGB→gray, the grey that contrast and saturation blend towards
+GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114])
+
+
+class ColorJitter(A.ColorJitter):
+    """Brightness, contrast, saturation and hue jitter in random order (Howard 2013, as torchvision's ColorJitter
+    defines each op). The factors and the order are drawn by albumentations' ColorJitter (inherited `get_params`:
+    the same calls on the same generators); the ops are applied on one pass per run of affine steps instead of
+    one uint8 round trip per op:
+
+    - brightness b, contrast c and saturation s are affine maps of each pixel's RGB vector (x·b; c·x + (1 − c)·m
+      with m the mean grey of the current image; s·x + (1 − s)·grey(x)), so consecutive ones compose into one
+      3×4 matrix applied by `cv2.transform`, with the contrast mean carried through the matrix exactly;
+    - the clamp to [0, 255] that follows every op can only bind after a factor above 1 (below 1 the op is a
+      convex combination of values in range), so the composed matrix is applied — rounded and clamped — there,
+      before a hue step and at the end; elsewhere nothing is rounded between ops;
+    - hue is shifted in float HSV (torchvision's definition) rather than on OpenCV's 180-level uint8 hue.
+
+    Against torchvision's ops on the float image with the same parameters, the result is within 3 levels and
+    almost every pixel within 1 at the configured ranges (tests/data/test_transforms.py); albumentations' own
+    uint8 ops, which round at every op and quantise hue to 180 levels, are further from it. 1-channel images get
+    brightness and contrast only, as there; float images use albumentations' implementation."""
+
+    def apply(self, img: np.ndarray, brightness: float, contrast: float, saturation: float, hue: float,
+              order: list[int], **params) -> np.ndarray:
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[-1] not in (1, 3):
+            return super().apply(img, brightness, contrast, saturation, hue, order, **params)
+        rgb = img.shape[-1] == 3
+        gray = GRAY_WEIGHTS.tolist() if rgb else [1.0]
+        # the pending run of affine ops as x ↦ a·x + (v·x)·1 + tau·1 (every composition of the three ops has this
+        # form, because the grey weights sum to 1), in Python floats
+        a, v, tau = 1.0, [0.0] * len(gray), 0.0
+        for op in order:
+            factor = (brightness, contrast, saturation, hue)[op]
+            if op == 3:  # hue: a nonlinear step on the image as it stands
+                if hue != 0 and rgb:
+                    img, (a, v, tau) = _shift_hue(_affine(img, a, v, tau), hue), (1.0, [0.0] * 3, 0.0)
+                continue
+            if factor == 1 or (op == 2 and not rgb):
+                continue
+            if op == 0:
+                a, v, tau = factor * a, [factor * e for e in v], factor * tau
+            elif op == 1:  # the current image's mean grey, through the pending run
+                means = cv2.mean(img)[: len(gray)]
+                mean = sum((a * g + e) * m for g, e, m in zip(gray, v, means, strict=True)) + tau
+                a, v, tau = factor * a, [factor * e for e in v], factor * tau + (1 - factor) * mean
+            else:
+                v = [e + (1 - factor) * a * g for e, g in zip(v, gray, strict=True)]
+                a *= factor
+            if factor > 1:  # the clamp after this op can bind: apply the run here
+                img, (a, v, tau) = _affine(img, a, v, tau), (1.0, [0.0] * len(gray), 0.0)
+        return _affine(img, a, v, tau)
+
+
+def _affine(img: np.ndarray, a: float, v: list[float], tau: float) -> np.ndarray:
+    """uint8 image mapped by x ↦ a·x + (v·x)·1 + tau·1 per pixel, rounded and clamped to [0, 255]."""
+    if a == 1.0 and tau == 0.0 and not any(v):
+        return img
+    if len(v) == 1:
+        table = np.clip(np.rint((a + v[0]) * np.arange(256) + tau), 0, 255).astype(np.uint8)
+        return cv2.LUT(img, table).reshape(img.shape)
+    matrix = np.array([[a * (i == j) + v[j] for j in range(3)] + [tau] for i in range(3)], dtype=np.float32)
+    return cv2.transform(img, matrix)
+
+
+def _shift_hue(img: np.ndarray, hue: float) -> np.ndarray:
+    """uint8 RGB with its HSV hue rotated by `hue` turns (torchvision's adjust_hue), in float32 HSV."""
+    hsv = cv2.cvtColor(img.astype(np.float32), cv2.COLOR_RGB2HSV)  # H in degrees [0, 360)
+    cv2.add(hsv, (360.0 * (hue % 1.0), 0.0, 0.0, 0.0), dst=hsv)  # OpenCV's HSV→RGB wraps hues in [360, 720)
+    return cv2.convertScaleAbs(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB))
+
+
 def _random_resized_crop(aug, image_size: int) -> A.BasicTransform:
     """Inception-style crop; `interpolations` (several) picks one per sample with equal probability."""
     names = list(aug.get("interpolations") or [aug.get("interpolation", "linear")])
@@ -120,7 +192,7 @@ def _colour(aug) -> list:
                                               p=1.0))
     jitter = aug.get("color_jitter")
     if jitter:  # multiplicative factors in [1 − x, 1 + x], applied in random order
-        out.append(A.ColorJitter(brightness=float(jitter.get("brightness", 0)), contrast=float(jitter.get("contrast", 0)),
+        out.append(ColorJitter(brightness=float(jitter.get("brightness", 0)), contrast=float(jitter.get("contrast", 0)),
                                  saturation=float(jitter.get("saturation", 0)), hue=float(jitter.get("hue", 0)), p=1.0))
     if aug.get("pca_alpha"):  # AlexNet PCA lighting noise with ImageNet's RGB principal components
         out.append(PCALighting(alpha=float(aug.pca_alpha)))

@@ -6,7 +6,7 @@ benchmark.mode=data`, which times whole loaders; these are in-process calls with
 
 DIR is an ImageFolder (docs/measurements/make_photos.py). Per pipeline: `full` (FastPipeline.apply on the file's
 bytes), `geometry_decode` (the same without the post-crop steps), and each post-crop step alone in its own
-albumentations Compose on 224² crops; besides, the reference row's pieces (`load_rgb`, OpenCV decode + BGR→RGB;
+albumentations Compose on 224² crops; besides, the reference row's pieces (`load_rgb`, OpenCV decode to RGB;
 the reference = that + RandomResizedCrop + flip) and the header parse. Milliseconds per image: the median over
 the rounds of each round's mean.
 """
@@ -49,14 +49,14 @@ def main() -> None:
     args = parser.parse_args()
     cv2.setNumThreads(0)
     torch.set_num_threads(1)
-    from cnnbench.data.fastpath import decode_bgr, fast_pipeline, header_size, load_rgb, read_bytes
+    from cnnbench.data.fastpath import decode_rgb, fast_pipeline, header_size, load_rgb, read_bytes
     from cnnbench.data.transforms import post_crop_steps
     from cnnbench.hardware import machine_record
 
     files = sorted(str(p) for p in (args.root / "train").rglob("*.jpg"))[: args.images]
     bufs = [read_bytes(f) for f in files]
     n, rounds = len(bufs), args.rounds
-    crops = [cv2.resize(decode_bgr(b), (224, 224)) for b in bufs[:16]]
+    crops = [cv2.resize(decode_rgb(b), (224, 224)) for b in bufs[:16]]
     reference = A.Compose([A.RandomResizedCrop(size=(224, 224), scale=(0.08, 1.0), ratio=(0.75, 4 / 3)),
                            A.HorizontalFlip(p=0.5)])
     reference.set_random_state(np.random.default_rng(0), random.Random(0))

@@ -13,7 +13,7 @@ from scipy.stats import ks_2samp
 
 from cnnbench.data.fastpath import (
     FastPipeline,
-    decode_bgr,
+    decode_rgb,
     fast_pipeline,
     header_size,
     jpeg_frame_size,
@@ -122,7 +122,7 @@ def test_scale_jitter_resamples_only_the_window_like_resize_then_crop(photo):
     resampling of that window from the decoded image: ≤ 0.5 levels on average, 99 % of values within 2 (OpenCV
     quantises warpAffine's source coordinates to 1/32 px, so a sharp edge can differ more at a few pixels)."""
     fast = fast_pipeline(_aug("resnet_imagenet"), 224, None, 0.875, train=True, reduced=False)
-    img = cv2.cvtColor(decode_bgr(read_bytes(photo)), cv2.COLOR_BGR2RGB)
+    img = decode_rgb(read_bytes(photo))
     for seed in range(5):
         window, _, _ = fast.box(img.shape[:2], *_gens(seed))
         py, _ = _gens(seed)
@@ -144,7 +144,7 @@ def test_reduced_scale_decode_stays_within_tolerance_of_the_full_decode(photo_im
     (measured 0.4–3.3 on these photos; against a full decode + INTER_LINEAR, which aliases, 0.4–8.5)."""
     for path in sorted((photo_imagefolder / "train").rglob("*.jpg"))[:4]:
         buf = read_bytes(str(path))
-        full, small = decode_bgr(buf, 1), decode_bgr(buf, k)
+        full, small = decode_rgb(buf, 1), decode_rgb(buf, k)
         h, w = full.shape[:2]
         side = min(h, w)
         out = side // k

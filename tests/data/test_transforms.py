@@ -85,3 +85,57 @@ def test_pca_lighting_adds_one_offset_per_image_along_the_imagenet_components():
     for name in ("resnet_imagenet", "vgg"):
         steps = [type(s).__name__ for s in train_transform(_aug(name), 32, None, 0.875).transforms]
         assert "PCALighting" in steps and "FancyPCA" not in steps
+
+
+def _photo_crops():
+    import cv2
+    from sklearn.datasets import load_sample_images
+
+    return [cv2.resize(im, (96, 80), interpolation=cv2.INTER_AREA) for im in load_sample_images().images]
+
+
+def _torchvision_jitter(img, params):
+    """The same ops on the float image, as torchvision.transforms.v2 defines them, rounded once."""
+    import torch
+    from torchvision.transforms.v2 import functional as F
+
+    x = torch.from_numpy(img).permute(2, 0, 1).float() / 255
+    ops = (F.adjust_brightness, F.adjust_contrast, F.adjust_saturation, F.adjust_hue)
+    for i in params["order"]:
+        x = ops[i](x, (params["brightness"], params["contrast"], params["saturation"], params["hue"])[i])
+    return (x * 255).round().permute(1, 2, 0).numpy().astype(int)
+
+
+@pytest.mark.parametrize("name", ["googlenet", "inception"])
+def test_color_jitter_draws_as_albumentations_and_matches_torchvision_float_ops(name):
+    import albumentations as A
+
+    from cnnbench.data.transforms import ColorJitter
+
+    jitter = _aug(name).color_jitter
+    kwargs = {k: float(jitter[k]) for k in ("brightness", "contrast", "saturation", "hue")}
+    ours, theirs = ColorJitter(p=1.0, **kwargs), A.ColorJitter(p=1.0, **kwargs)
+    crops = _photo_crops()
+    for seed in range(40):
+        ours.set_random_seed(seed)
+        theirs.set_random_seed(seed)
+        params = ours.get_params()
+        assert params == theirs.get_params()  # the same draws, the same order
+        img = crops[seed % len(crops)]
+        out = ours.apply(img, **params)
+        diff = np.abs(out.astype(int) - _torchvision_jitter(img, params))
+        assert out.dtype == np.uint8 and diff.max() <= 3 and (diff > 1).mean() < 0.05, (seed, params)
+    gray = crops[0][..., :1].copy()
+    ours.set_random_seed(0)
+    assert ours(image=gray)["image"].shape == gray.shape
+
+
+def test_color_jitter_clamps_where_a_factor_above_one_overflows():
+    from cnnbench.data.transforms import ColorJitter
+
+    img = _photo_crops()[0]
+    params = {"brightness": 1.5, "contrast": 0.5, "saturation": 1.0, "hue": 0.0, "order": [0, 1, 2, 3]}
+    out = ColorJitter(p=1.0).apply(img, **params)
+    # brightness 1.5 saturates the bright pixels before the contrast halves them towards the mean: a single
+    # composed matrix (no clamp between) would leave them below the clamped result
+    assert np.abs(out.astype(int) - _torchvision_jitter(img, params)).max() <= 2
