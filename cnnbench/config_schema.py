@@ -129,6 +129,7 @@ RULES: list[Rule] = [
     Rule("data.mean_mode", *code_choices("cnnbench.data.datamodule:MEAN_MODES")),
     Rule("data.decode", *code_choices("cnnbench.data.datamodule:DECODES")),
     Rule("data.reduced_decode", one_of(True, False), "true or false"),
+    Rule("data.photometric", *code_choices("cnnbench.data.datamodule:PHOTOMETRIC")),
     Rule("trainer.max_epochs", lambda v: v is None or (_int(v) and v >= -1), "null, -1 or an integer >= 0"),
     Rule("trainer.max_steps", lambda v: v is None or (_int(v) and v >= -1), "-1 or an integer >= 0"),
     Rule("trainer.devices", _devices, "auto, -1, an integer >= 1 or a list of device indices"),

@@ -74,7 +74,8 @@ def loader_rate(make_loader, warmup: int, steps: int) -> tuple[float, int]:
     images, start, seen = 0, None, 0
     while seen <= warmup + steps:
         count = 0
-        for x, _ in make_loader():
+        for batch in make_loader():  # (images, labels), or (images, photometric parameters, labels)
+            x = batch[0]
             count += 1
             if seen == warmup:
                 start = time.perf_counter()
@@ -90,6 +91,27 @@ def loader_rate(make_loader, warmup: int, steps: int) -> tuple[float, int]:
 
         raise UserError("the data loader gave no batches to time; lower benchmark.warmup/steps or add images")
     return images / (time.perf_counter() - start), images
+
+
+def device_ms_per_image(loader, device, repeats: int = 3) -> float | None:
+    """data.photometric=device: the batched photometric ops' time per image on `device`, on one train batch (the
+    best of `repeats`); None when the loader's batches carry no parameters."""
+    from cnnbench.data.photometric import apply_photometric
+
+    batch = next(iter(loader))
+    if len(batch) != 3:
+        return None
+    images, params = batch[0].to(device), batch[1]
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first call warms up
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        apply_photometric(images, params)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 1e3 * best / len(images)
 
 
 def _loader(dataset, batch: int, workers: int, collate=None) -> DataLoader:
@@ -143,6 +165,10 @@ def file_rows(bench, data_cfg: dict[str, Any], augmentations: list[str], workers
                 for aug in augmentations:
                     adm = module(str(aug), workers)
                     add("train", str(aug), workers, lambda adm=adm: adm._loader(adm.train_split, train=True))
+                    if adm.photometric == "device" and workers == workers_list[0]:
+                        row = measured[("train", str(aug), workers)]
+                        ms = device_ms_per_image(adm._loader(adm.train_split, train=True), bench.device)
+                        row.setdefault("device_ms_per_image_rounds", []).append(ms)
                 for crops in protocols:
                     if crops == 1:
                         edm = module("none", workers)
@@ -163,7 +189,8 @@ def summarize_rounds(rows: list[dict[str, Any]], train_images_per_s: float | Non
     """Per row: the median images/s over the rounds; `vs_reference` = the median over rounds of the row's per-core
     rate ÷ the OpenCV reference's per-core rate at the same worker count *in the same round*, with its min–max
     (`vs_reference_range`); `vs_workers0` = images/s ÷ (workers × the same pipeline's images/s at workers=0), the
-    scaling of the loader with worker processes (median of rounds)."""
+    scaling of the loader with worker processes (median of rounds); `device_ms_per_image` (data.photometric=device)
+    = the median over rounds of the batched photometric ops' time per image on the run's device."""
     import statistics
 
     ref = {r["workers"]: r["images_per_s_rounds"] for r in rows if r["augmentation"] == "opencv_reference"}
@@ -175,6 +202,9 @@ def summarize_rounds(rows: list[dict[str, Any]], train_images_per_s: float | Non
         r.update(images_per_s=ips, images_per_s_per_core=ips / max(1, w), rounds=len(per_round),
                  vs_train=ips / train_images_per_s if train_images_per_s else None,
                  vs_reference=statistics.median(ratios), vs_reference_range=[min(ratios), max(ratios)])
+        device_ms = [v for v in r.get("device_ms_per_image_rounds", []) if v is not None]
+        if device_ms:  # data.photometric=device: what the batch's photometric ops cost on the device
+            r["device_ms_per_image"] = statistics.median(device_ms)
         base = zero.get((r["kind"], r["augmentation"]))
         r["vs_workers0"] = (statistics.median([v / (w * b) for v, b in zip(per_round, base, strict=True)])
                             if base and w > 0 else None)

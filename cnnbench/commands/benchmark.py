@@ -172,7 +172,7 @@ class _Bench:
                     finish_loggers(trainer.loggers, failed=False)
             return clock.ends, clock.cpu
 
-        plain_side = (lambda: plain.run(self.dm.train_dataloader(), n, train=True)) if plain else None
+        plain_side = (lambda: plain.run(self._batches(self.dm.train_dataloader()), n, train=True)) if plain else None
         return self._alternate(plain_side, cnnbench_side, factor=3)
 
     def run_eval(self) -> dict[str, Any]:
@@ -187,7 +187,7 @@ class _Bench:
                     finish_loggers(trainer.loggers, failed=False)
             return clock.ends, clock.cpu
 
-        plain_side = (lambda: plain.run(self.dm.test_dataloader(), n, train=False)) if plain else None
+        plain_side = (lambda: plain.run(self._batches(self.dm.test_dataloader()), n, train=False)) if plain else None
         return self._alternate(plain_side, cnnbench_side, factor=1)
 
     def run_infer(self) -> dict[str, Any]:
@@ -268,7 +268,7 @@ class _Bench:
         out = self._run_data_files() if self.dm.train_split.images is None else self._run_data_memory()
         if measure_train:
             plain = self.plain(train=True)
-            ends, _ = plain.run(self.dm.train_dataloader(), self.warmup + self.steps, train=True)
+            ends, _ = plain.run(self._batches(self.dm.train_dataloader()), self.warmup + self.steps, train=True)
             with_train_rate(out, summarize(step_times(ends, self.warmup), self.batch)["images_per_s"])
         return out
 
@@ -316,6 +316,13 @@ class _Bench:
             raise UserError(f"benchmark.sources={sources} measures nothing on file-backed data "
                             f"(data={self.cfg.data.name} has no in-memory copy); valid choices here: [jpeg]")
 
+    def _batches(self, loader):
+        """The loader's batches as the datamodule hands them to the step (its on_before_batch_transfer: the
+        data.decode=gpu decode, the data.photometric=device ops)."""
+        self.dm.batch_device = self.device
+        for batch in loader:
+            yield self.dm.on_before_batch_transfer(batch, 0)
+
     def _run_data_files(self) -> dict[str, Any]:
         """File-backed data: its own files through the paper train pipelines, the eval protocols and the
         OpenCV reference rows (cnnbench.benchmarking.loaders)."""
@@ -336,6 +343,7 @@ class _Bench:
                 "peak_mem_mb": round(peak_mem_mb(self.device), 1), "mfu": None, "plain_loop": None,
                 "ratio_vs_plain_loop": None, "train_images_per_s": None, "ratio_vs_train": None, "loaders": rows,
                 "decode": self.dm.decode, "reduced_decode": bool(self.cfg.data.get("reduced_decode", True)),
+                "photometric": self.dm.photometric,
                 "files": len(self.dm.train_split), "batch_size": self.batch, "torch_threads": 1,
                 "image_size": self.dm.image_size}
 
@@ -532,12 +540,14 @@ def _print(r: dict[str, Any]) -> None:
         console.print(table)
     data = r["modes"].get("data")
     if data and data["loaders"] and "kind" in data["loaders"][0]:
+        device = data.get("photometric", "cpu") == "device"
         t = Table(title=f"{data['files']} files, {data['image_size']}², batch {data['batch_size']}, decode="
-                        f"{data['decode']} — {r['model']} trains at {data['train_images_per_s']:,.0f} images/s")
+                        f"{data['decode']}" + (", photometric ops on the device" if device else "")
+                        + f" — {r['model']} trains at {data['train_images_per_s']:,.0f} images/s")
         rounds = data["loaders"][0].get("rounds", 1)
         for col in ("kind", "pipeline", "workers", "images/s", "images/s per core",
                     "vs OpenCV reference" + (f" (range, {rounds} rounds)" if rounds > 1 else ""),
-                    "÷ (workers × workers=0)", "× train"):
+                    "÷ (workers × workers=0)", "× train") + (("device ms/image",) if device else ()):
             t.add_column(col, justify="right")
         for row in data["loaders"]:
             name = row["augmentation"] + (f" ({row['views_per_image']} views)" if row["views_per_image"] > 1 else "")
@@ -546,7 +556,8 @@ def _print(r: dict[str, Any]) -> None:
             t.add_row(row["kind"], name, str(row["workers"]), f"{row['images_per_s']:,.0f}",
                       f"{row['images_per_s_per_core']:,.0f}", vs_ref,
                       "—" if row.get("vs_workers0") is None else f"{row['vs_workers0']:.2f}",
-                      "—" if row["vs_train"] is None else f"{row['vs_train']:.1f}")
+                      "—" if row["vs_train"] is None else f"{row['vs_train']:.1f}",
+                      *((f"{row['device_ms_per_image']:.3f}" if "device_ms_per_image" in row else "—",) if device else ()))
         console.print(t)
     elif data:
         t = Table(title=f"data loader alone vs train {data['train_images_per_s']:,.0f} images/s "

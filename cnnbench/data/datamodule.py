@@ -37,6 +37,9 @@ MEAN_MODES = ("channel", "pixel")  # data.mean_mode (checked by cnnbench.config_
 # (cnnbench.data.fastpath), pil = PIL decode + the albumentations pipeline on the whole image, gpu =
 # batched nvJPEG decode and the crop/flip/colour ops on the GPU (cnnbench.data.gpu_decode)
 DECODES = ("opencv", "pil", "gpu")
+# data.photometric (checked by cnnbench.config_schema): cpu = in the loader workers, device = drawn in the workers and
+# run on the batch after its transfer (cnnbench.data.photometric; the fast path only)
+PHOTOMETRIC = ("cpu", "device")
 PIXEL_MEAN_FILES = 10_000  # files averaged for a file-backed mean image (data.mean_mode=pixel)
 
 
@@ -111,6 +114,9 @@ class AugmentedImages(Dataset):
 
                 logging.getLogger("cnnbench").warning("skipping unreadable image %s (data.on_bad_image=skip)", path)
                 continue
+            if isinstance(out, tuple):  # data.photometric=device: (crop, the sample's photometric parameters)
+                crop, params = out
+                return torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1), torch.from_numpy(params), int(label)
             return torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1), int(label)  # HWC → CHW view
         raise BadImageError(f"no readable image in a split of {self.n} files")
 
@@ -188,6 +194,7 @@ class ImageDataModule(L.LightningDataModule):
 
         self.cfg = OmegaConf.create(data)
         self.aug = OmegaConf.create(augmentation)
+        self.batch_device: torch.device | None = None  # where on_before_batch_transfer puts batches without a trainer
         self.model_name = model_name
         self.seed = seed
         self.info = model_info(model_name)
@@ -224,6 +231,10 @@ class ImageDataModule(L.LightningDataModule):
         self.image_size = self._resolve_image_size()
         self.crop_pct = 1.0 if source.native_size is not None else self.info.crop_pct
         self.normalization = self._normalization()
+        if self.photometric == "device" and (self.native_size is not None or self.decode != "opencv"):
+            raise UserError(f"data.photometric=device runs with file-backed data and data.decode=opencv (here "
+                            f"{'fixed-size data' if self.native_size is not None else 'data.decode=' + self.decode}); "
+                            "valid choices here: cpu")
         if self.decode == "gpu" and self.native_size is None:
             from cnnbench.data.gpu_decode import require_gpu, unsupported
 
@@ -359,6 +370,10 @@ class ImageDataModule(L.LightningDataModule):
     def decode(self) -> str:
         return str(self.cfg.get("decode", "opencv"))
 
+    @property
+    def photometric(self) -> str:
+        return str(self.cfg.get("photometric", "cpu"))
+
     def _fast(self, train: bool):
         """The fast CPU path for file-backed data (data.decode=opencv), None where it does not apply."""
         if self.native_size is not None or self.decode != "opencv":
@@ -366,7 +381,8 @@ class ImageDataModule(L.LightningDataModule):
         from cnnbench.data.fastpath import fast_pipeline
 
         return fast_pipeline(self.aug, self.image_size, self.native_size, self.crop_pct, train,
-                             reduced=bool(self.cfg.get("reduced_decode", True)))
+                             reduced=bool(self.cfg.get("reduced_decode", True)),
+                             photometric=self.photometric if train else "cpu")
 
     def _loader(self, split: Split, train: bool) -> DataLoader:
         rank, world = self._world()
@@ -403,16 +419,24 @@ class ImageDataModule(L.LightningDataModule):
         )
 
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
-        """data.decode=gpu: decode and augment the batch on the run's device (cnnbench.data.gpu_decode)."""
-        if self.decode != "gpu" or not (isinstance(batch, (list, tuple)) and len(batch) == 3
-                                        and isinstance(batch[0], list)):
+        """data.decode=gpu: decode and augment the batch on the run's device (cnnbench.data.gpu_decode);
+        data.photometric=device: the batch's photometric ops there (cnnbench.data.photometric)."""
+        if not (isinstance(batch, (list, tuple)) and len(batch) == 3):
             return batch
-        from cnnbench.data.gpu_decode import GpuAugment
-
         trainer = getattr(self, "trainer", None)
-        training = trainer is not None and trainer.training
-        device = trainer.strategy.root_device if trainer is not None else torch.device("cuda")
-        return GpuAugment(self.aug, self.image_size, train=training)(batch, device)
+        if self.decode == "gpu" and isinstance(batch[0], list):
+            from cnnbench.data.gpu_decode import GpuAugment
+
+            training = trainer is not None and trainer.training
+            device = trainer.strategy.root_device if trainer is not None else (self.batch_device or torch.device("cuda"))
+            return GpuAugment(self.aug, self.image_size, train=training)(batch, device)
+        if self.photometric == "device" and isinstance(batch[0], torch.Tensor):
+            from cnnbench.data.photometric import apply_photometric
+
+            device = trainer.strategy.root_device if trainer is not None else (self.batch_device or batch[0].device)
+            images, params, labels = batch
+            return apply_photometric(images.to(device, non_blocking=True), params), labels.to(device)
+        return batch
 
     # -- resume state (stored by Lightning in every checkpoint) -------------------------------------
     def state_dict(self) -> dict[str, int]:

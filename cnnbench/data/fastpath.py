@@ -119,15 +119,18 @@ class FastPipeline:
     """uint8 HWC RGB crop of a file's bytes, for the pipelines whose geometry is a crop of the decoded image:
     the random-resized-crop family (Szegedy et al. 2014 §6), the scale-jittering family (He et al. 2015 §3.4,
     Simonyan & Zisserman 2015 §3.1) and the single eval view (short side image_size/crop_pct, center crop).
-    `post` runs after the geometry (flip, photometric ops) as an albumentations Compose.
+    `post` runs after the geometry (flip, photometric ops) as an albumentations Compose; with `device_split`
+    (data.photometric=device, cnnbench.data.photometric) the photometric ops are drawn instead, and a call returns
+    (crop, parameter vector).
 
     Seeding: `__call__` takes the sample's generators (`random.Random`, `np.random.Generator`); the geometry
     draws from them, then `post` continues from the same generators."""
 
     def __init__(self, kind: str, out: int, post: A.Compose | None, reduced: bool = True, *,
                  crops: list[A.RandomResizedCrop] | None = None, sides: list[int] | None = None,
-                 interpolations: list[int] | None = None) -> None:
+                 interpolations: list[int] | None = None, device_split=None) -> None:
         self.kind, self.out, self.post, self.reduced = kind, int(out), post, reduced
+        self.device_split = device_split
         self.crops = crops or []
         self.sides = sides or []
         self.interpolations = interpolations or [cv2.INTER_LINEAR]
@@ -193,6 +196,8 @@ class FastPipeline:
         out = self._resample(img, (x0, y0, x1, y1), (oh, ow), interpolation, k)
         if out.ndim == 2:
             out = out[..., None]
+        if self.device_split is not None:
+            return self.device_split(out, py, gen)
         if self.post is None:
             return out
         self.post.set_random_state(gen, py)
@@ -218,10 +223,12 @@ class FastPipeline:
 
 
 def fast_pipeline(aug, image_size: int, native_size: int | None, crop_pct: float, train: bool,
-                  reduced: bool = True) -> FastPipeline | None:
+                  reduced: bool = True, photometric: str = "cpu") -> FastPipeline | None:
     """The fast path of a train pipeline (`train=True`) or of the single eval view; None when the pipeline's
     geometry is not a crop of the decoded image (pad_crop_flip/cifar, fixed-size data): those keep the
-    albumentations pipeline on the fully decoded image."""
+    albumentations pipeline on the fully decoded image. `photometric="device"`: the train pipeline's photometric
+    ops are drawn in the worker and run on the device (cnnbench.data.photometric)."""
+    from cnnbench.data.photometric import DeviceSplit, is_photometric
     from cnnbench.data.transforms import INTERPOLATIONS, post_crop_steps
 
     if native_size is not None:
@@ -230,13 +237,17 @@ def fast_pipeline(aug, image_size: int, native_size: int | None, crop_pct: float
     if name == "none":
         return FastPipeline("eval", image_size, None, reduced, sides=[int(math.floor(image_size / crop_pct))])
     post = A.Compose(post_crop_steps(aug))
+    split = None
+    if photometric == "device" and any(is_photometric(step) for step in post.transforms):
+
+        split = DeviceSplit(list(post.transforms))
     if name in RRC:
         names = list(aug.get("interpolations") or [aug.get("interpolation", "linear")])
         crops = [A.RandomResizedCrop(size=(image_size, image_size), scale=tuple(aug.scale), ratio=tuple(aug.ratio),
                                      interpolation=INTERPOLATIONS[n]) for n in names]
-        return FastPipeline("rrc", image_size, post, reduced, crops=crops)
+        return FastPipeline("rrc", image_size, post, reduced, crops=crops, device_split=split)
     if name in JITTER:
         factor = image_size / float(aug.reference_size)
         lo, hi = max(image_size, round(aug.min_side * factor)), max(image_size, round(aug.max_side * factor))
-        return FastPipeline("jitter", image_size, post, reduced, sides=list(range(lo, hi + 1)))
+        return FastPipeline("jitter", image_size, post, reduced, sides=list(range(lo, hi + 1)), device_split=split)
     return None

@@ -1,7 +1,7 @@
 """`data.decode=gpu`: the loader workers read the JPEG bytes and draw each sample's augmentation parameters
 (seeded per sample, with the same geometry as the CPU fast path, cnnbench.data.fastpath); the batch is decoded
-on the GPU in one call (`torchvision.io.decode_jpeg(list, device="cuda")`, nvJPEG) and cropped, flipped and
-colour-jittered there with torchvision.transforms.v2's functional ops, uint8 throughout.
+on the GPU in one call (`torchvision.io.decode_jpeg(list, device="cuda")`, nvJPEG), cropped and flipped there with
+torchvision.transforms.v2's functional ops, and colour-jittered as one batch (cnnbench.data.photometric).
 
 Its speed is unmeasured (docs/performance.md): the project's machines had no GPU when it was written. The logic
 runs on any device (`device="cpu"` in the tests)."""
@@ -95,7 +95,8 @@ def collate(items):
 
 
 class GpuAugment:
-    """Decode a collated batch on `device` and apply each sample's parameters; returns (uint8 NCHW, labels)."""
+    """Decode a collated batch on `device` and apply each sample's parameters: crop and flip per image, the
+    photometric ops on the batch, then the policy per image; returns (uint8 NCHW, labels)."""
 
     def __init__(self, aug, image_size: int, train: bool) -> None:
         self.aug, self.size, self.train = aug, int(image_size), train
@@ -118,28 +119,18 @@ class GpuAugment:
                              antialias=True)
         if p[5]:
             out = F.horizontal_flip(out)
-        if p[6]:  # additive brightness (TF's random_brightness), on the 0-255 scale
-            out = (out.float() + 255.0 * p[6]).clamp(0, 255).to(torch.uint8)
-        for op in (int(v) for v in p[14:18]):
-            if op == 0 and p[7] != 1.0:
-                out = F.adjust_brightness(out, p[7])
-            elif op == 1 and p[8] != 1.0:
-                out = F.adjust_contrast(out, p[8])
-            elif op == 2 and p[9] != 1.0:
-                out = F.adjust_saturation(out, p[9])
-            elif op == 3 and p[10] != 0.0:
-                out = F.adjust_hue(out, p[10])
-        if any(p[11:14]):  # AlexNet PCA lighting: one RGB offset per image
-            offset = torch.tensor(p[11:14], device=out.device, dtype=torch.float32).view(3, 1, 1)
-            out = (out.float() + offset).clamp(0, 255).to(torch.uint8)
-        if self.policy is not None:
-            out = self.policy(out)
         return out
 
     def __call__(self, batch, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
         from torchvision.io import ImageReadMode, decode_jpeg
 
+        from cnnbench.data.photometric import apply_photometric
+
         data, params, labels = batch
         images = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
         out = torch.stack([self.one(img, p) for img, p in zip(images, params.tolist(), strict=True)])
+        if self.train:  # the photometric ops, batched (cnnbench.data.photometric: its vector is params[6:18])
+            out = apply_photometric(out, params[:, 6:18])
+        if self.policy is not None:
+            out = torch.stack([self.policy(img) for img in out])
         return out, labels.to(device)

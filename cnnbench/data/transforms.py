@@ -78,8 +78,12 @@ class PCALighting(A.ImageOnlyTransform):
     def get_params(self) -> dict:
         return {"alphas": np.array([self.py_random.gauss(0.0, self.alpha) for _ in range(3)])}
 
+    def offset(self, alphas: np.ndarray) -> np.ndarray:
+        """The RGB offset on the 0-255 scale for the drawn α."""
+        return 255.0 * (self.eigvec @ (np.asarray(alphas) * self.eigval))
+
     def apply(self, img: np.ndarray, alphas=np.zeros(3), **params) -> np.ndarray:
-        offset = 255.0 * (self.eigvec @ (alphas * self.eigval))  # per RGB channel, on the 0-255 scale
+        offset = self.offset(alphas)
         if img.shape[-1] == 1:
             offset = offset.mean(keepdims=True)
         # clip(v + offset) truncated to uint8, as a per-channel lookup table on the uint8 image (the same

@@ -172,6 +172,19 @@ def test_benchmark_data_mode_on_imagefolder_rows(tmp_path, photo_imagefolder):
     assert out["images_per_s"] == out["loaders"][2]["images_per_s"]  # the configured pipeline, 0 workers
 
 
+def test_benchmark_data_mode_with_the_photometric_ops_on_the_device(tmp_path, photo_imagefolder):
+    """data.photometric=device: the loader rows time the workers' share; the ops' own time is its own column."""
+    from cnnbench.commands.benchmark import benchmark
+
+    cfg = _photo_cfg(photo_imagefolder, ["augmentation=googlenet", "data.photometric=device", "benchmark.protocols=[]",
+                                         "benchmark.file_augmentations=[googlenet,random_resized_crop]"])
+    out = benchmark(cfg, run_dir=tmp_path)["modes"]["data"]
+    rows = {r["augmentation"]: r for r in out["loaders"]}
+    assert out["photometric"] == "device" and _finite_positive(out["train_images_per_s"])
+    assert _finite_positive(rows["googlenet"]["device_ms_per_image"])
+    assert "device_ms_per_image" not in rows["random_resized_crop"]  # no photometric ops: plain batches
+
+
 def test_benchmark_data_mode_without_rows_is_an_error(tmp_path, photo_imagefolder):
     from cnnbench.commands.benchmark import benchmark
 
