@@ -8,7 +8,8 @@ DIR is an ImageFolder (docs/measurements/make_photos.py). Per pipeline: `full` (
 bytes), `geometry_decode` (the same without the post-crop steps), and each post-crop step alone in its own
 albumentations Compose on 224² crops; besides, the reference row's pieces (`load_rgb`, OpenCV decode to RGB;
 the reference = that + RandomResizedCrop + flip) and the header parse. Milliseconds per image: the median over
-the rounds of each round's mean.
+the rounds of each round's mean, every piece timed once per round in turn; `vs_reference` is the median of the
+per-round ratios.
 """
 from __future__ import annotations
 
@@ -60,31 +61,43 @@ def main() -> None:
     reference = A.Compose([A.RandomResizedCrop(size=(224, 224), scale=(0.08, 1.0), ratio=(0.75, 4 / 3)),
                            A.HorizontalFlip(p=0.5)])
     reference.set_random_state(np.random.default_rng(0), random.Random(0))
-    result = {
-        "images": n, "rounds": rounds,
-        "reference_ms": per_image_ms(lambda i: reference(image=load_rgb(files[i]))["image"], n, rounds),
-        "load_rgb_ms": per_image_ms(lambda i: load_rgb(files[i]), n, rounds),
-        "header_ms": per_image_ms(lambda i: header_size(bufs[i]), n, rounds),
-        "pipelines": {},
+    pieces = {  # (pipeline or None, piece) → a call on image i
+        (None, "reference_ms"): lambda i: reference(image=load_rgb(files[i]))["image"],
+        (None, "load_rgb_ms"): lambda i: load_rgb(files[i]),
+        (None, "header_ms"): lambda i: header_size(bufs[i]),
     }
     for name in PIPELINES:
         aug = OmegaConf.load(ROOT / "conf" / "augmentation" / f"{name}.yaml")
         fast = fast_pipeline(aug, 224, None, 0.875, train=True)
+        bare = fast_pipeline(aug, 224, None, 0.875, train=True)
+        bare.post = None
         py, gen = random.Random(0), np.random.default_rng(0)
-        row = {"full_ms": per_image_ms(lambda i, f=fast, py=py, gen=gen: f.apply(bufs[i], py, gen), n, rounds)}
-        post, fast.post = fast.post, None
-        row["geometry_decode_ms"] = per_image_ms(lambda i, f=fast, py=py, gen=gen: f.apply(bufs[i], py, gen), n, rounds)
-        fast.post = post
-        row["steps_ms"] = {}
+        pieces[(name, "full_ms")] = lambda i, f=fast, py=py, gen=gen: f.apply(bufs[i], py, gen)
+        pieces[(name, "geometry_decode_ms")] = lambda i, f=bare, py=py, gen=gen: f.apply(bufs[i], py, gen)
         for step in post_crop_steps(aug):
             alone = A.Compose([step])
             alone.set_random_state(gen, py)
-            row["steps_ms"][type(step).__name__] = per_image_ms(
-                lambda i, c=alone: c(image=crops[i % len(crops)])["image"], n, rounds)
-        row["vs_reference"] = result["reference_ms"] / row["full_ms"]
-        result["pipelines"][name] = row
+            pieces[(name, type(step).__name__)] = lambda i, c=alone: c(image=crops[i % len(crops)])["image"]
+    times: dict[tuple, list[float]] = {key: [] for key in pieces}
+    for _ in range(rounds):  # every piece once per round, in turn: slow drifts of the machine hit all alike
+        for key, fn in pieces.items():
+            times[key].append(per_image_ms(fn, n, 1))
+    result = {"images": n, "rounds": rounds, "pipelines": {}}
+    result.update({piece: statistics.median(times[(None, piece)]) for piece in ("reference_ms", "load_rgb_ms",
+                                                                                 "header_ms")})
+    for name in PIPELINES:
+        steps = {piece: statistics.median(t) for (pipe, piece), t in times.items()
+                 if pipe == name and piece not in ("full_ms", "geometry_decode_ms")}
+        result["pipelines"][name] = {
+            "full_ms": statistics.median(times[(name, "full_ms")]),
+            "geometry_decode_ms": statistics.median(times[(name, "geometry_decode_ms")]),
+            "steps_ms": steps,
+            "vs_reference": statistics.median(r / f for r, f in zip(times[(None, "reference_ms")],
+                                                                     times[(name, "full_ms")], strict=True)),
+        }
     result["machine"] = machine_record()
-    result["command"] = "OMP_NUM_THREADS=1 python docs/measurements/profile_pipeline_steps.py <photos> OUT.json"
+    result["command"] = ("OMP_NUM_THREADS=1 python docs/measurements/profile_pipeline_steps.py <photos> OUT.json "
+                         f"--images {args.images} --rounds {rounds}")
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     json.dump({k: v for k, v in result.items() if k != "machine"}, sys.stdout, indent=1)
 
