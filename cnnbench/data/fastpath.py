@@ -239,7 +239,6 @@ def fast_pipeline(aug, image_size: int, native_size: int | None, crop_pct: float
     post = A.Compose(post_crop_steps(aug))
     split = None
     if photometric == "device" and any(is_photometric(step) for step in post.transforms):
-
         split = DeviceSplit(list(post.transforms))
     if name in RRC:
         names = list(aug.get("interpolations") or [aug.get("interpolation", "linear")])

@@ -19,14 +19,14 @@ import albumentations as A
 import numpy as np
 import torch
 
+from cnnbench.data.transforms import GRAY_WEIGHTS, ColorJitter, PCALighting
+from cnnbench.errors import UserError
+
 PARAMS = 12
 IDENTITY = (0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 3.0)
-GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # as cnnbench.data.transforms (OpenCV's RGB→gray)
 
 
 def is_photometric(step) -> bool:
-    from cnnbench.data.transforms import ColorJitter, PCALighting
-
     return isinstance(step, (ColorJitter, PCALighting, A.RandomBrightnessContrast))
 
 
@@ -39,12 +39,12 @@ class DeviceSplit:
     def __init__(self, steps: list) -> None:
         first = next((i for i, s in enumerate(steps) if is_photometric(s)), len(steps))
         if not all(is_photometric(s) for s in steps[first:]):
-            names = ", ".join(type(s).__name__ for s in steps[first:])
-            raise ValueError(f"data.photometric=device needs the photometric steps last; this pipeline runs {names}")
+            names = ", ".join(type(s).__name__ for s in steps[first:] if not is_photometric(s))
+            raise UserError(f"data.photometric=device moves the photometric ops after the crop's other steps, and this "
+                            f"pipeline runs {names} after them; valid choices here: data.photometric=cpu")
         self.steps = steps
 
     def __call__(self, img: np.ndarray, py: random.Random, gen: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        from cnnbench.data.transforms import ColorJitter, PCALighting
 
         vec = np.array(IDENTITY)
         py.random()  # Compose's own p draw
@@ -74,7 +74,7 @@ def apply_photometric(images: torch.Tensor, params: torch.Tensor) -> torch.Tenso
     params = params.to(images.device, torch.float32)
     x = images.float()
     n, c = x.shape[:2]
-    weights = torch.tensor(GRAY_WEIGHTS if c == 3 else (1.0,), device=x.device).view(1, c, 1, 1)
+    weights = torch.tensor(GRAY_WEIGHTS.tolist() if c == 3 else [1.0], device=x.device).view(1, c, 1, 1)
     if bool((params[:, 0] != 0).any()):
         x = (x + params[:, 0].view(n, 1, 1, 1)).clamp_(0, 255)
     order = params[:, 8:12].long()

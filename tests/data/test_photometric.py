@@ -80,3 +80,10 @@ def test_photometric_device_needs_the_fast_path(photo_imagefolder):
     aug = OmegaConf.to_container(_aug("googlenet"))
     with pytest.raises(UserError, match=r"^data.photometric=device runs with .*data.decode=pil\); valid choices here: cpu$"):
         ImageDataModule(_data(photo_imagefolder, photometric="device", decode="pil"), aug, "resnet50").load()
+
+
+def test_a_policy_after_the_photometric_ops_keeps_them_on_the_cpu():
+    aug = OmegaConf.merge(_aug("efficientnet"), {"color_jitter": {"brightness": 0.4}})
+    with pytest.raises(UserError, match=r"runs AutoAugmentV0 after them; valid choices here: data.photometric=cpu$"):
+        fast_pipeline(aug, 64, None, 0.875, train=True, photometric="device")
+    assert fast_pipeline(_aug("efficientnet"), 64, None, 0.875, train=True, photometric="device").device_split is None
