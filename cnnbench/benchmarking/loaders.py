@@ -5,7 +5,8 @@ each paper train pipeline, the eval protocols (1, 10 and 144 crops), and the ref
 Reference rows, on the same files and batches: `opencv_reference` = OpenCV decode of the whole JPEG +
 albumentations RandomResizedCrop 224 (area 8–100 %, aspect 3/4–4/3) + horizontal flip, the decode-bound rate a
 pipeline is compared with (`vs_reference`: per-core rate over the reference's per-core rate at the same worker
-count); `opencv_decode` = the decode alone.
+count); `opencv_decode` = the decode alone. A row with N workers drops `benchmark.warmup` + 2·N batches before its
+window (each worker's first batches come from a process just forked), so it times the workers' steady state.
 """
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+# a row with N workers drops this many more batches per worker before its window: the batches each worker is asked
+# for when it starts (DataLoader's default prefetch_factor), made while the freshly forked worker warms up
+WORKER_STARTUP_BATCHES = 2
 PAPER_TRAIN_PIPELINES = ("resnet_imagenet", "random_resized_crop", "inception", "efficientnet", "googlenet", "vgg")
 EVAL_PROTOCOLS = (1, 10, 144)
 
@@ -149,7 +153,7 @@ def file_rows(bench, data_cfg: dict[str, Any], augmentations: list[str], workers
     measured: dict[tuple[str, str, int], dict[str, Any]] = {}
 
     def add(kind: str, name: str, workers: int, make, views: int = 1) -> None:
-        ips, _ = loader_rate(make, warmup, steps)
+        ips, _ = loader_rate(make, warmup + WORKER_STARTUP_BATCHES * workers, steps)
         row = measured.setdefault((kind, name, workers), {"source": "files", "kind": kind, "augmentation": name,
                                                            "workers": workers, "views_per_image": views,
                                                            "images_per_s_rounds": []})

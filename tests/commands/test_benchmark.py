@@ -185,6 +185,19 @@ def test_benchmark_data_mode_with_the_photometric_ops_on_the_device(tmp_path, ph
     assert "device_ms_per_image" not in rows["random_resized_crop"]  # no photometric ops: plain batches
 
 
+def test_worker_rows_drop_the_batches_of_the_workers_start(tmp_path, photo_imagefolder, monkeypatch):
+    """A row with N workers skips benchmark.warmup + 2·N batches: the ones the freshly forked workers make first."""
+    from cnnbench.benchmarking import loaders
+    from cnnbench.commands.benchmark import benchmark
+
+    warmups = []
+    monkeypatch.setattr(loaders, "loader_rate", lambda make, warmup, steps: warmups.append(warmup) or (100.0, 8))
+    cfg = _photo_cfg(photo_imagefolder, ["benchmark.file_augmentations=[random_resized_crop]", "benchmark.protocols=[]",
+                                         "benchmark.workers=[0,2]"])
+    rows = benchmark(cfg, run_dir=tmp_path)["modes"]["data"]["loaders"]
+    assert [r["workers"] for r in rows] == [0, 0, 0, 2, 2, 2] and warmups == [1, 1, 1, 5, 5, 5] * rows[0]["rounds"]
+
+
 def test_benchmark_data_mode_without_rows_is_an_error(tmp_path, photo_imagefolder):
     from cnnbench.commands.benchmark import benchmark
 
