@@ -172,6 +172,7 @@ def test_benchmark_data_mode_on_imagefolder_rows(tmp_path, photo_imagefolder):
     assert out["images_per_s"] == out["loaders"][2]["images_per_s"]  # the configured pipeline, 0 workers
 
 
+@pytest.mark.slow
 def test_benchmark_data_mode_with_the_photometric_ops_on_the_device(tmp_path, photo_imagefolder):
     """data.photometric=device: the loader rows time the workers' share; the ops' own time is its own column."""
     from cnnbench.commands.benchmark import benchmark
@@ -185,6 +186,7 @@ def test_benchmark_data_mode_with_the_photometric_ops_on_the_device(tmp_path, ph
     assert "device_ms_per_image" not in rows["random_resized_crop"]  # no photometric ops: plain batches
 
 
+@pytest.mark.slow
 def test_worker_rows_drop_the_batches_of_the_workers_start(tmp_path, photo_imagefolder, monkeypatch):
     """A row with N workers skips benchmark.warmup + 2·N batches: the ones the freshly forked workers make first."""
     from cnnbench.benchmarking import loaders
