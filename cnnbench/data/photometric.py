@@ -45,7 +45,6 @@ class DeviceSplit:
         self.steps = steps
 
     def __call__(self, img: np.ndarray, py: random.Random, gen: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-
         vec = np.array(IDENTITY)
         py.random()  # Compose's own p draw
         for step in self.steps:
