@@ -72,17 +72,25 @@ def _collate_views(items):
     return [g for g, _ in items], torch.tensor([label for _, label in items])
 
 
-def loader_rate(make_loader, warmup: int, steps: int) -> tuple[float, int]:
+def loader_rate(make_loader, warmup: int, steps: int, name: str = "a loader") -> tuple[float, int]:
     """(images/s, images) a loader delivers over `steps` batches after `warmup` batches; the loader is restarted
-    (a new epoch) when a small dataset runs out."""
-    images, start, seen = 0, None, 0
+    (a new epoch) when a small dataset runs out, with a warning when that happens inside the timed window (its
+    workers start again there)."""
+    images, start, seen, epochs, timed_from = 0, None, 0, 0, 0
     while seen <= warmup + steps:
         count = 0
+        epochs += 1
+        if start is not None and epochs > timed_from:
+            import logging
+
+            logging.getLogger("cnnbench").warning(
+                "benchmark: %s ran out of batches inside its timed window and restarted (its workers start again "
+                "there); use more files or a larger data.batch_size, or lower benchmark.warmup/steps", name)
         for batch in make_loader():  # (images, labels), or (images, photometric parameters, labels)
             x = batch[0]
             count += 1
             if seen == warmup:
-                start = time.perf_counter()
+                start, timed_from = time.perf_counter(), epochs
             elif seen > warmup:
                 images += len(x)
             seen += 1
@@ -153,7 +161,7 @@ def file_rows(bench, data_cfg: dict[str, Any], augmentations: list[str], workers
     measured: dict[tuple[str, str, int], dict[str, Any]] = {}
 
     def add(kind: str, name: str, workers: int, make, views: int = 1) -> None:
-        ips, _ = loader_rate(make, warmup + WORKER_STARTUP_BATCHES * workers, steps)
+        ips, _ = loader_rate(make, warmup + WORKER_STARTUP_BATCHES * workers, steps, name=f"{name} ({workers} workers)")
         row = measured.setdefault((kind, name, workers), {"source": "files", "kind": kind, "augmentation": name,
                                                            "workers": workers, "views_per_image": views,
                                                            "images_per_s_rounds": []})

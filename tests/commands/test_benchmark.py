@@ -193,7 +193,7 @@ def test_worker_rows_drop_the_batches_of_the_workers_start(tmp_path, photo_image
     from cnnbench.commands.benchmark import benchmark
 
     warmups = []
-    monkeypatch.setattr(loaders, "loader_rate", lambda make, warmup, steps: warmups.append(warmup) or (100.0, 8))
+    monkeypatch.setattr(loaders, "loader_rate", lambda make, warmup, steps, **k: warmups.append(warmup) or (100.0, 8))
     cfg = _photo_cfg(photo_imagefolder, ["benchmark.file_augmentations=[random_resized_crop]", "benchmark.protocols=[]",
                                          "benchmark.workers=[0,2]"])
     rows = benchmark(cfg, run_dir=tmp_path)["modes"]["data"]["loaders"]
@@ -244,3 +244,15 @@ def test_matmul_peak_sizes_its_blocks_from_the_matmul_not_from_the_timer_overhea
     once = 2.0 * 64**3 / peak  # seconds per matmul, as measured
     assert numbers[:2] == [1, 1] and len(numbers) == 12 and len(set(numbers[2:])) == 1
     assert numbers[2] * once < 0.05  # a block stays well under the whole run time
+
+
+def test_loader_rate_warns_when_the_window_runs_past_an_epoch(caplog):
+    from cnnbench.benchmarking.loaders import loader_rate
+
+    batches = [(torch.zeros(2, 1), torch.zeros(2))] * 4
+    with caplog.at_level("WARNING", logger="cnnbench"):
+        ips, images = loader_rate(lambda: iter(batches), 1, 2, name="row A")
+    assert images == 4 and not caplog.records  # the start batch + 2 timed fit after 1 of warm-up in an epoch of 4
+    with caplog.at_level("WARNING", logger="cnnbench"):
+        ips, images = loader_rate(lambda: iter(batches), 1, 4, name="row B")
+    assert images == 8 and len(caplog.records) == 1 and "row B ran out of batches" in caplog.records[0].getMessage()
