@@ -108,6 +108,7 @@ def loader_rate(make_loader, warmup: int, steps: int, name: str = "a loader") ->
 def device_ms_per_image(loader, device, repeats: int = 3) -> float | None:
     """data.photometric=device: the batched photometric ops' time per image on `device`, on one train batch (the
     best of `repeats`); None when the loader's batches carry no parameters."""
+    from cnnbench.benchmarking import sync
     from cnnbench.data.photometric import apply_photometric
 
     batch = next(iter(loader))
@@ -116,12 +117,10 @@ def device_ms_per_image(loader, device, repeats: int = 3) -> float | None:
     images, params = batch[0].to(device), batch[1]
     best = float("inf")
     for _ in range(repeats + 1):  # the first call warms up
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        sync(device)
         start = time.perf_counter()
         apply_photometric(images, params)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        sync(device)
         best = min(best, time.perf_counter() - start)
     return 1e3 * best / len(images)
 

@@ -424,18 +424,21 @@ class ImageDataModule(L.LightningDataModule):
         if not (isinstance(batch, (list, tuple)) and len(batch) == 3):
             return batch
         trainer = getattr(self, "trainer", None)
+
+        def device(default: torch.device) -> torch.device:  # the run's device; without a trainer, batch_device
+            return trainer.strategy.root_device if trainer is not None else (self.batch_device or default)
+
         if self.decode == "gpu" and isinstance(batch[0], list):
             from cnnbench.data.gpu_decode import GpuAugment
 
             training = trainer is not None and trainer.training
-            device = trainer.strategy.root_device if trainer is not None else (self.batch_device or torch.device("cuda"))
-            return GpuAugment(self.aug, self.image_size, train=training)(batch, device)
+            return GpuAugment(self.aug, self.image_size, train=training)(batch, device(torch.device("cuda")))
         if self.photometric == "device" and isinstance(batch[0], torch.Tensor):
             from cnnbench.data.photometric import apply_photometric
 
-            device = trainer.strategy.root_device if trainer is not None else (self.batch_device or batch[0].device)
             images, params, labels = batch
-            return apply_photometric(images.to(device, non_blocking=True), params), labels.to(device)
+            target = device(images.device)
+            return apply_photometric(images.to(target, non_blocking=True), params), labels.to(target)
         return batch
 
     # -- resume state (stored by Lightning in every checkpoint) -------------------------------------

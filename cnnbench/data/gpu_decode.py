@@ -50,13 +50,13 @@ class GpuDecodeImages(Dataset):
         return self.n
 
     def params(self, shape: tuple[int, int], py: random.Random, gen: np.random.Generator) -> np.ndarray:
+        from cnnbench.data.photometric import IDENTITY
         from cnnbench.data.transforms import IMAGENET_RGB_EIGVAL, IMAGENET_RGB_EIGVEC
 
         (x0, y0, x1, y1), _, interpolation = self.geometry.box(shape, py, gen)
         p = np.zeros(N_PARAMS)
         p[:5] = x0, y0, x1, y1, interpolation
-        p[7:11] = 1.0, 1.0, 1.0, 0.0
-        p[14:18] = range(4)
+        p[6:18] = IDENTITY  # the photometric part: cnnbench.data.photometric's vector
         aug = self.aug if self.train else None
         if aug is None:
             return p
