@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import statistics
-import time
 from pathlib import Path
 
 import cv2
@@ -27,6 +26,7 @@ WARMUP, WINDOW = 8, 10
 
 
 def rate(root: Path, aug: str, workers: int, pinned: bool) -> float:
+    from cnnbench.benchmarking.loaders import loader_rate
     from cnnbench.data import ImageDataModule
     from cnnbench.data.datamodule import _limit_worker_threads
 
@@ -44,17 +44,8 @@ def rate(root: Path, aug: str, workers: int, pinned: bool) -> float:
 
         loader.worker_init_fn = init
         os.sched_setaffinity(0, {0})
-    try:
-        seen, images, start = 0, 0, time.perf_counter()
-        for batch in loader:
-            seen += 1
-            if seen == WARMUP:
-                start = time.perf_counter()
-            elif WARMUP < seen <= WARMUP + WINDOW:
-                images += len(batch[0])
-            if seen == WARMUP + WINDOW:
-                break
-        return images / (time.perf_counter() - start)
+    try:  # the clock starts when batch WARMUP arrives (index WARMUP − 1), then WINDOW batches are timed
+        return loader_rate(lambda: loader, WARMUP - 1, WINDOW, name=f"{aug} ({workers} workers)")[0]
     finally:
         os.sched_setaffinity(0, everywhere)
 
