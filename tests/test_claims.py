@@ -320,6 +320,7 @@ def test_claim_highway_variants_are_highway_and_resnets_at_the_same_depths():
     assert (nets["resnet_20"].name, nets["resnet_32"].name) == ("resnet20", "resnet32")
 
 
+@pytest.mark.slow
 def test_claim_compound_scaling_smoke_figure(tmp_path, fashion_small):
     sweep = _tiny_sweep(tmp_path / "sweep", "claim_compound_scaling",
                         [["claim.variant=base"], ["claim.variant=width_4x"], ["claim.variant=resolution_4x"]],

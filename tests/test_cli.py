@@ -42,10 +42,13 @@ def test_unknown_command_one_line(tmp_path):
 
 @pytest.mark.parametrize("args,needle", [
     (["model.name=resnet21"], "unknown model 'resnet21'; valid choices:"),
-    (["model=resnet20", "+model.depth=3"], "unknown option(s) depth for model 'resnet20'"),
-    (["optimizer.name=lamb"], "optimizer.name='lamb' is invalid; valid: sgd, rmsprop, adamw"),
-    (["schedule.name=foo"], "schedule.name='foo' is invalid; valid: onecycle"),
-    (["data.val_split=-1"], "data.val_split=-1"),
+    # one case runs in test-fast; each of the others costs a cold start of the console script
+    *[pytest.param(*case, marks=pytest.mark.slow) for case in [
+        (["model=resnet20", "+model.depth=3"], "unknown option(s) depth for model 'resnet20'"),
+        (["optimizer.name=lamb"], "optimizer.name='lamb' is invalid; valid: sgd, rmsprop, adamw"),
+        (["schedule.name=foo"], "schedule.name='foo' is invalid; valid: onecycle"),
+        (["data.val_split=-1"], "data.val_split=-1"),
+    ]],
 ])
 def test_bad_values_are_one_clear_line(tmp_path, args, needle):
     out = run(["train", *SMALL, *args], tmp_path)
@@ -134,6 +137,7 @@ def test_train_eval_profile_predict_smoke(tmp_path):
     assert (tmp_path / "outputs/report/r/curves.png").is_file() and "| smoke | resnet20 |" in out.stdout
 
 
+@pytest.mark.slow
 def test_missing_checkpoint_is_one_line(tmp_path):
     out = run(["eval", "ckpt_path=nope.ckpt", "data=synthetic"], tmp_path)
     assert out.returncode == 2 and "checkpoint not found" in out.stderr and "Traceback" not in out.stderr

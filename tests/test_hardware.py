@@ -84,6 +84,7 @@ def test_gpu_groups_without_gpu_are_one_line(gpus, group):
 
 
 @pytest.mark.skipif(torch.cuda.device_count() >= 8, reason="this machine has 8 GPUs")
+@pytest.mark.slow
 def test_cli_devices_8_is_refused_before_a_run_dir_exists(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "cnnbench", "train", "model=inception_v4", "trainer.devices=8"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)

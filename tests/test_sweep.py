@@ -136,6 +136,7 @@ def _yaml_list(path) -> list[str]:
     return [str(o) for o in OmegaConf.load(path)]
 
 
+@pytest.mark.slow
 def test_optuna_search_refused_in_one_line_before_any_trial(tmp_path):
     out = _cnnbench(["train", "-m", "hparams_search=optuna_lr_wd", "experiment=resnet_cifar", "hydra.sweep.dir=sweep"],
                     cwd=tmp_path)

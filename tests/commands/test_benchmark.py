@@ -114,6 +114,7 @@ def test_plain_loop_and_module_compute_the_same_loss(model, size):
     assert all(p is not q for p, q in zip(module.model.parameters(), plain.model.parameters(), strict=True))
 
 
+@pytest.mark.slow
 def test_benchmark_console_script_smoke(tmp_path):
     import subprocess
     import sys

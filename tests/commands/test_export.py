@@ -18,7 +18,7 @@ def _reference(ckpt, x):
         return m.module(x)  # the module normalises float [0, 1] input itself
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize("fmt", [pytest.param("onnx", marks=pytest.mark.slow), "torchscript"])
 def test_export_round_trip(tmp_path, tiny_checkpoint, fmt):
     from cnnbench.commands.export import export
 

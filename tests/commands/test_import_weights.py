@@ -92,6 +92,7 @@ def torchvision_probs(net, ckpt: Path, root: Path, crops: int, cfg_eval) -> tupl
     return torch.stack(probs), torch.tensor(labels)
 
 
+@pytest.mark.slow
 def test_eval_and_predict_on_10_crops_equal_torchvision_forward_on_the_same_crops(tmp_path, four_class, photos):
     """eval's accuracy, and predict's top probability per image (not just the accuracy), with crops=10 equal
     those of torchvision's network run directly on the same crops with torchvision's normalisation."""
@@ -213,6 +214,7 @@ def test_bad_files_are_one_line_naming_the_key_and_shapes(tmp_path):
         import_torchvision("plain18", tmp_path / "r34.pth")
 
 
+@pytest.mark.slow
 def test_cli_import_then_bad_path_exit_2(tmp_path):
     import subprocess
     import sys

@@ -123,6 +123,7 @@ def test_no_extractor_is_one_clear_error():
         load_extractor(None, None)
 
 
+@pytest.mark.slow
 def test_cli_wrong_path_is_one_line(tmp_path):
     content, style = _images(tmp_path)
     args = [f"content={content}", f"style={style}", "weights=/nonexistent/vgg19.pth", "steps=1", "size=32",

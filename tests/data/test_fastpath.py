@@ -2,6 +2,7 @@
 within stated tolerances of decode-everything-then-transform, and the datamodule using it for ImageFolder data."""
 from __future__ import annotations
 
+import functools
 import random
 
 import albumentations as A
@@ -35,10 +36,14 @@ def _gens(seed):
     return random.Random(seed), np.random.Generator(np.random.PCG64(seed))
 
 
+@functools.cache
+def _old_pipeline(name: str) -> A.Compose:
+    return A.Compose(list(train_transform(_aug(name), 224, None, 0.875).transforms), save_applied_params=True)
+
+
 def _old_params(name: str, seed: int) -> dict:
     """The applied parameters of the existing albumentations pipeline on a SHAPE image."""
-    steps = list(train_transform(_aug(name), 224, None, 0.875).transforms)
-    t = A.Compose(steps, save_applied_params=True)
+    t = _old_pipeline(name)
     t.set_random_state(np.random.Generator(np.random.PCG64(seed)), random.Random(seed))
     return dict(t(image=np.zeros((*SHAPE, 3), np.uint8))["applied_transforms"])
 

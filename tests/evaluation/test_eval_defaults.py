@@ -113,6 +113,7 @@ def test_the_newest_run_is_named_once(tmp_path, capsys):
     assert out.count("ckpt_path not given") == 1 and f"using {ckpt}" in out
 
 
+@pytest.mark.slow
 def test_bare_eval_takes_the_newest_run(tmp_path, tiny_checkpoint):
     """`cnnbench eval` with only a run under outputs/: the CLI names the run and evaluates its checkpoint on the
     checkpoint's own data (digits), not the Fashion-MNIST default."""

@@ -129,6 +129,7 @@ def test_alexnet_imagenet_recipe_numbers():
     assert c.augmentation.hflip and c.trainer.max_epochs == 90
 
 
+@pytest.mark.slow
 def test_alexnet_trains_through_train(tmp_path):
     from cnnbench.commands.train import train
 

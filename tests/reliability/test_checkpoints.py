@@ -67,6 +67,7 @@ def test_resume_auto_skips_a_damaged_newest_checkpoint(tmp_path):
     assert newest_loadable_checkpoint(tmp_path / "nothing-here") is None
 
 
+@pytest.mark.slow
 def test_training_writes_checkpoints_through_the_atomic_writer(tmp_path, monkeypatch):
     from cnnbench.commands.train import train
 

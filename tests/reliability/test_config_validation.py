@@ -14,6 +14,8 @@ from cnnbench.models import model_info
 from tests.helpers import FAST, compose_cfg
 
 PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# integer ranges: hypothesis tries the bounds and small values first, so fewer examples (two composes each) do
+SMALL_PROPERTY = settings(PROPERTY, max_examples=10)
 
 
 def _problems(overrides, command="train"):
@@ -41,7 +43,7 @@ def test_lr_must_be_a_positive_finite_number(value):
         assert found[0].startswith("optimizer.lr=") and "positive number" in found[0]
 
 
-@PROPERTY
+@SMALL_PROPERTY
 @given(st.integers(-5, 40))
 def test_batch_size_and_devices_ranges(n):
     assert (_problems([f"data.batch_size={n}"]) == []) == (n >= 1)

@@ -15,6 +15,7 @@ RESULT_KEYS = {"model", "data", "test/acc1", "test/acc5", "val/acc1", "epochs", 
                "lr_base", "lr_scaled", "skipped_images"}
 
 
+@pytest.mark.slow
 def test_learns_on_digits(tmp_path):
     cfg = compose_cfg("train", FAST + ["data=digits", "data.image_size=16", "augmentation=none", "trainer.max_epochs=8",
                                        "optimizer.lr=0.1"])
@@ -28,6 +29,7 @@ def test_learns_on_digits(tmp_path):
     assert results["checkpoint"].startswith(str(tmp_path)) and "best" in results["checkpoint"]
 
 
+@pytest.mark.slow
 def test_fashion_mnist_smoke(tmp_path, fashion_mnist):
     cfg = compose_cfg("train", FAST + ["data.limit_train=1500", "data.val_split=300", "data.limit_test=500",
                                        "trainer.max_epochs=2", "data.batch_size=64"])
@@ -48,6 +50,7 @@ class StopAfterFirstEpoch(L.Callback):
         trainer.should_stop = True
 
 
+@pytest.mark.slow
 def test_resume_equals_continuing(tmp_path):
     common = FAST + ["data=synthetic", "trainer.deterministic=true", "augmentation=pad_crop_flip",
                      "schedule=cosine", "seed=7", "trainer.max_epochs=3"]
