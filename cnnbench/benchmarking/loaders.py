@@ -126,9 +126,11 @@ def device_ms_per_image(loader, device, repeats: int = 3) -> float | None:
 
 
 def _loader(dataset, batch: int, workers: int, collate=None) -> DataLoader:
-    from cnnbench.data.datamodule import _limit_worker_threads
+    """The reference rows' loader: the datamodule's collate unless `collate` is given, so every row pays the same
+    per-batch cost."""
+    from cnnbench.data.datamodule import _limit_worker_threads, collate_images
 
-    return DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=workers, collate_fn=collate,
+    return DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=workers, collate_fn=collate or collate_images,
                       worker_init_fn=_limit_worker_threads, persistent_workers=False)
 
 

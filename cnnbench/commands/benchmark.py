@@ -127,7 +127,8 @@ class _Bench:
             set_optimizer_impl(opt, self.impl)
             return opt
 
-        return PlainLoop(net, Normalize(dm.normalization, dm.in_chans), module.aux_weights, module.label_smoothing,
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        return PlainLoop(net, Normalize(dm.normalization, dm.in_chans, layout), module.aux_weights, module.label_smoothing,
                          self.device, self.precision, self.channels_last, make_optimizer if train else None)
 
     def trainer(self, callbacks: list, scratch: Path, **overrides) -> L.Trainer:

@@ -19,12 +19,29 @@ import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data._utils.collate import collate, collate_tensor_fn, default_collate_fn_map
 
 from cnnbench.data.sources import BadImageError, Source, Split, load_source, scan_images
 from cnnbench.data.transforms import eval_transform, train_transform
 from cnnbench.errors import ConfigError, UserError
 from cnnbench.models import model_info
 from cnnbench.models.registry import native_input_size
+
+
+def _stack_tensors(batch, *, collate_fn_map=None):
+    """torch's tensor collate, except for image samples that are CHW views of contiguous HWC arrays (the fast
+    path's crops): those are stacked as HWC, a plain copy instead of a transposing one (about 3× less time for
+    a 224² batch), and the batch is the NCHW view of that (channels-last strides). Normalize (training.module)
+    lays it out in the model's memory format in its float conversion."""
+    if batch[0].ndim == 3 and all(not x.is_contiguous() and x.permute(1, 2, 0).is_contiguous() for x in batch):
+        return collate_tensor_fn([x.permute(1, 2, 0) for x in batch]).permute(0, 3, 1, 2)
+    return collate_tensor_fn(batch, collate_fn_map=collate_fn_map)
+
+
+def collate_images(batch):
+    """default_collate with `_stack_tensors` for tensors (the collate_fn_map extension that default_collate's
+    documentation describes)."""
+    return collate(batch, collate_fn_map={**default_collate_fn_map, torch.Tensor: _stack_tensors})
 
 
 class ImageSizeError(UserError, ValueError):
@@ -397,7 +414,7 @@ class ImageDataModule(L.LightningDataModule):
             sampler.resume = (int(self._resume["epoch"]), int(self._resume["batches"]) * int(self.cfg.batch_size))
             self._resume = None
         workers = int(self.cfg.num_workers)
-        collate = None
+        collate = collate_images
         if self.decode == "gpu" and split.images is None:  # bytes + parameters; decoded in on_before_batch_transfer
             from cnnbench.data.gpu_decode import GpuDecodeImages, collate
 

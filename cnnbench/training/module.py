@@ -33,11 +33,15 @@ def model_kwargs(model_cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 class Normalize(torch.nn.Module):
-    """uint8 NCHW → float, channel repeat (gray → RGB) and mean/std (or mean-image) normalisation."""
+    """uint8 NCHW → float, channel repeat (gray → RGB) and mean/std (or mean-image) normalisation. The float
+    conversion also lays the batch out in `memory_format` (loader batches of the fast path arrive with
+    channels-last strides, cnnbench.data.datamodule.collate_images)."""
 
-    def __init__(self, normalization: dict[str, Any], in_chans: int) -> None:
+    def __init__(self, normalization: dict[str, Any], in_chans: int,
+                 memory_format: torch.memory_format = torch.contiguous_format) -> None:
         super().__init__()
         self.in_chans = in_chans
+        self.memory_format = memory_format
         mean = torch.tensor(normalization["mean"], dtype=torch.float32)
         std = torch.tensor(normalization["std"], dtype=torch.float32)
         if "mean_image" in normalization:
@@ -49,7 +53,9 @@ class Normalize(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.uint8:
-            x = x.float().div_(255.0)
+            x = x.to(torch.float32, memory_format=self.memory_format).div_(255.0)
+        elif not x.is_contiguous(memory_format=self.memory_format):
+            x = x.contiguous(memory_format=self.memory_format)
         mean, std = self.mean, self.std
         if mean.shape[-1] not in (1, x.shape[-1]) or mean.shape[-2] not in (1, x.shape[-2]):
             mean = F.interpolate(mean[None], size=x.shape[-2:], mode="bilinear", align_corners=False)[0]
@@ -93,7 +99,8 @@ class ClassificationModule(L.LightningModule):
         apply_bn_overrides(self.model, model)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.normalize = Normalize(normalization, in_chans)
+        self.normalize = Normalize(normalization, in_chans,
+                                   torch.channels_last if channels_last else torch.contiguous_format)
         self.channels_last = channels_last
         aux = getattr(self.model, "aux_weights", None)
         self.aux_weights = tuple(aux if aux is not None else self.info.aux_weights)

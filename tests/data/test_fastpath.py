@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 from scipy.stats import ks_2samp
+from torch.utils.data import Dataset
 
 from cnnbench.data.fastpath import (
     FastPipeline,
@@ -185,3 +186,60 @@ def torch_uint8():
     import torch
 
     return torch.uint8
+
+
+class _CropViews(Dataset):
+    """Fast-path-shaped samples (CHW views of HWC arrays) and contiguous CHW ones, for the collate tests."""
+
+    def __init__(self, hwc: bool) -> None:
+        import torch
+
+        gen = torch.Generator().manual_seed(0)
+        self.images = [torch.randint(0, 256, (12, 10, 3), generator=gen, dtype=torch.uint8) for _ in range(6)]
+        self.hwc = hwc
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        x = self.images[i].permute(2, 0, 1)
+        return (x if self.hwc else x.contiguous()), i
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_collate_stacks_fast_path_crops_as_hwc_with_the_same_values(workers):
+    """collate_images gives default_collate's values; fast-path crops (CHW views of HWC arrays) arrive with
+    channels-last strides (a plain copy instead of a transposing one), in shared memory from a worker;
+    contiguous CHW samples keep default_collate's layout."""
+    import torch
+    from torch.utils.data import DataLoader, default_collate
+
+    from cnnbench.data.datamodule import collate_images
+
+    for hwc in (True, False):
+        data = _CropViews(hwc)
+        x, y = next(iter(DataLoader(data, batch_size=6, num_workers=workers, collate_fn=collate_images)))
+        want_x, want_y = default_collate([data[i] for i in range(6)])
+        assert torch.equal(x, want_x) and torch.equal(y, want_y) and x.shape == (6, 3, 12, 10)
+        assert x.is_contiguous(memory_format=torch.channels_last) == hwc and x.is_contiguous() == (not hwc)
+        assert x.is_shared() == (workers > 0)
+
+
+def test_the_fast_path_loader_batches_are_channels_last_and_normalize_lays_them_out(photo_imagefolder):
+    import torch
+
+    from cnnbench.data import ImageDataModule
+    from cnnbench.training.module import Normalize
+
+    data = OmegaConf.to_container(OmegaConf.load(CONF / "data" / "imagefolder.yaml"))
+    data.update(root=str(photo_imagefolder), num_workers=0, persistent_workers=False, batch_size=4, val_split=0,
+                image_size=64)
+    dm = ImageDataModule(data, OmegaConf.to_container(_aug("random_resized_crop")), "resnet50").load()
+    x, _ = next(iter(dm.train_dataloader()))
+    assert x.shape == (4, 3, 64, 64) and x.is_contiguous(memory_format=torch.channels_last)
+    stats = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    plain, last = Normalize(stats, 3), Normalize(stats, 3, torch.channels_last)
+    want = Normalize(stats, 3)(x.contiguous())
+    assert torch.equal(plain(x), want) and plain(x).is_contiguous()
+    assert torch.equal(last(x), want) and last(x).is_contiguous(memory_format=torch.channels_last)
+    assert last(x.contiguous()).is_contiguous(memory_format=torch.channels_last)
