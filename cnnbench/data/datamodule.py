@@ -38,10 +38,14 @@ def _stack_tensors(batch, *, collate_fn_map=None):
     return collate_tensor_fn(batch, collate_fn_map=collate_fn_map)
 
 
+# default_collate's map with `_stack_tensors` for tensors (the collate_fn_map extension that default_collate's
+# documentation describes)
+_COLLATE_FN_MAP = {**default_collate_fn_map, torch.Tensor: _stack_tensors}
+
+
 def collate_images(batch):
-    """default_collate with `_stack_tensors` for tensors (the collate_fn_map extension that default_collate's
-    documentation describes)."""
-    return collate(batch, collate_fn_map={**default_collate_fn_map, torch.Tensor: _stack_tensors})
+    """default_collate, with the fast path's crops stacked as NHWC (`_stack_tensors`)."""
+    return collate(batch, collate_fn_map=_COLLATE_FN_MAP)
 
 
 class ImageSizeError(UserError, ValueError):
