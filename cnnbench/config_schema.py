@@ -29,7 +29,35 @@ def choices(values: tuple) -> str:
     return ", ".join(shown[:-1]) + f" or {shown[-1]}" if len(shown) > 1 else shown[0]
 
 
-def code_choices(where: str) -> tuple[Callable[[Any], bool], Callable[[], str]]:
+class Choices:
+    """The valid text of a choice rule, which also knows the choices themselves (for "did you mean")."""
+
+    def __init__(self, values: Callable[[], tuple]) -> None:
+        self.values = values
+
+    def __call__(self) -> str:
+        return choices(self.values())
+
+
+def did_you_mean(word: str, options: list[str]) -> str:
+    """`did you mean X? ` for the closest of `options` (equally similar names: the nearer trailing number)."""
+    import difflib
+    import re
+
+    close = difflib.get_close_matches(word, options, n=5, cutoff=0.6)
+    if not close:
+        return ""
+    best = difflib.SequenceMatcher(None, word, close[0]).ratio()
+    ties = [c for c in close if difflib.SequenceMatcher(None, word, c).ratio() >= best - 1e-9]
+
+    def gap(option: str) -> int:
+        a, b = re.search(r"(\d+)$", word), re.search(r"(\d+)$", option)
+        return abs(int(a.group(1)) - int(b.group(1))) if a and b else 0
+
+    return f"did you mean {min(ties, key=gap)}? "
+
+
+def code_choices(where: str) -> tuple[Callable[[Any], bool], Choices]:
     """(check, valid) for the choices the code holds in the constant `module:NAME[.ATTR]`. The module is
     imported only when a composed config has the key, so validation stays ahead of the heavy imports."""
     def values() -> tuple:
@@ -39,7 +67,23 @@ def code_choices(where: str) -> tuple[Callable[[Any], bool], Callable[[], str]]:
             obj = getattr(obj, part)
         return tuple(obj)
 
-    return (lambda v: one_of(*values())(v)), (lambda: choices(values()))
+    return (lambda v: one_of(*values())(v)), Choices(values)
+
+
+def each_of(where: str) -> tuple[Callable[[Any], bool], Choices]:
+    """(check, valid) for a value that is one choice of `module:NAME` or a list of such choices."""
+    check, valid = code_choices(where)
+    return (lambda v: all(check(x) for x in (v if isinstance(v, (list, tuple, ListConfig)) else [v]))), valid
+
+
+def group_option(group: str) -> tuple[Callable[[Any], bool], Choices]:
+    """(check, valid) for the name of an option of a config group (a file `conf/<group>/<name>.yaml`)."""
+    def values() -> tuple:
+        from cnnbench.config_paths import group_options
+
+        return tuple(group_options(group))
+
+    return (lambda v: str(v) in values()), Choices(values)
 
 
 def _number(v: Any) -> bool:
@@ -99,7 +143,7 @@ def _val_split(v: Any) -> bool:
 class Rule:
     key: str
     check: Callable[[Any], bool]
-    valid: str | Callable[[], str]  # what is valid, as text (a callable: read from the code when needed)
+    valid: str | Callable[[], str]  # what is valid, as text (a callable, e.g. `Choices`: read when needed)
 
     def valid_text(self) -> str:
         return self.valid() if callable(self.valid) else self.valid
@@ -108,15 +152,15 @@ class Rule:
 RULES: list[Rule] = [
     Rule("seed", _int, "an integer"),
     Rule("resume", one_of(None, "auto"), "auto or null"),
-    Rule("optimizer.name", *code_choices("cnnbench.training.optim:OPTIMIZERS")),
+    Rule("optimizer.name", *code_choices("cnnbench.choices:OPTIMIZERS")),
     Rule("optimizer.lr", positive, "a positive number"),
-    Rule("schedule.name", *code_choices("cnnbench.training.optim:SCHEDULES")),
-    Rule("augmentation.name", *code_choices("cnnbench.data.transforms:AUGMENTATIONS")),
+    Rule("schedule.name", *code_choices("cnnbench.choices:SCHEDULES")),
+    Rule("augmentation.name", *code_choices("cnnbench.choices:AUGMENTATIONS")),
     Rule("optimizer.weight_decay", non_negative, "a number >= 0"),
     Rule("optimizer.momentum", in_range(0.0, 1.0, hi_open=True), "a number in [0, 1)"),
     Rule("optimizer.eps", positive, "a positive number"),
     Rule("loss.label_smoothing", in_range(0.0, 1.0, hi_open=True), "a number in [0, 1)"),
-    Rule("loss.on_nonfinite", *code_choices("cnnbench.training.callbacks:NonFiniteLoss.MODES")),
+    Rule("loss.on_nonfinite", *code_choices("cnnbench.choices:NONFINITE_MODES")),
     Rule("data.batch_size", pos_int, "an integer >= 1"),
     Rule("data.num_workers", nonneg_int, "an integer >= 0"),
     Rule("data.image_size", optional(pos_int), "null or an integer >= 1"),
@@ -125,11 +169,11 @@ RULES: list[Rule] = [
     Rule("data.limit_train", optional(pos_int), "null or an integer >= 1"),
     Rule("data.limit_val", optional(pos_int), "null or an integer >= 1"),
     Rule("data.limit_test", optional(pos_int), "null or an integer >= 1"),
-    Rule("data.on_bad_image", *code_choices("cnnbench.data.datamodule:ON_BAD_IMAGE")),
-    Rule("data.mean_mode", *code_choices("cnnbench.data.datamodule:MEAN_MODES")),
-    Rule("data.decode", *code_choices("cnnbench.data.datamodule:DECODES")),
+    Rule("data.on_bad_image", *code_choices("cnnbench.choices:ON_BAD_IMAGE")),
+    Rule("data.mean_mode", *code_choices("cnnbench.choices:MEAN_MODES")),
+    Rule("data.decode", *code_choices("cnnbench.choices:DECODES")),
     Rule("data.reduced_decode", one_of(True, False), "true or false"),
-    Rule("data.photometric", *code_choices("cnnbench.data.datamodule:PHOTOMETRIC")),
+    Rule("data.photometric", *code_choices("cnnbench.choices:PHOTOMETRIC")),
     Rule("trainer.max_epochs", lambda v: v is None or (_int(v) and v >= -1), "null, -1 or an integer >= 0"),
     Rule("trainer.max_steps", lambda v: v is None or (_int(v) and v >= -1), "-1 or an integer >= 0"),
     Rule("trainer.devices", _devices, "auto, -1, an integer >= 1 or a list of device indices"),
@@ -139,8 +183,8 @@ RULES: list[Rule] = [
     Rule("trainer.log_every_n_steps", pos_int, "an integer >= 1"),
     Rule("checkpoint.every_n_steps", optional(pos_int), "null or an integer >= 1"),
     Rule("hardware.ddp_timeout_s", positive, "a positive number of seconds"),
-    Rule("hardware.strategy", *code_choices("cnnbench.run:STRATEGIES")),
-    Rule("logger.name", *code_choices("cnnbench.run:LOGGERS")),
+    Rule("hardware.strategy", *code_choices("cnnbench.choices:STRATEGIES")),
+    Rule("logger.name", *code_choices("cnnbench.choices:LOGGERS")),
     Rule("hardware.backend", one_of(None, "gloo", "nccl", "mpi"), "null, gloo, nccl or mpi"),
     # recipes (docs/recipes.md)
     Rule("optimizer.scale_lr", one_of(None, "none", "linear"), "none or linear"),
@@ -148,7 +192,7 @@ RULES: list[Rule] = [
     Rule("hardware.target_global_batch", optional(pos_int), "null or an integer >= 1"),
     Rule("ema.decay", in_range(0.0, 1.0, hi_open=True), "a number in [0, 1)"),
     Rule("ema.every_n_steps", pos_int, "an integer >= 1"),
-    Rule("conditional_warmup.enabled", *code_choices("cnnbench.training.recipe_callbacks:WARMUP_ENABLED")),
+    Rule("conditional_warmup.enabled", *code_choices("cnnbench.choices:WARMUP_ENABLED")),
     Rule("schedule.gamma", positive, "a positive number"),
     # eval / predict: choices from a module without imports, so a bad value is reported before torch loads
     Rule("crops", *code_choices("cnnbench.evaluation.choices:CROP_CHOICES")),
@@ -158,13 +202,23 @@ RULES: list[Rule] = [
     Rule("eval.aggregate", *code_choices("cnnbench.evaluation.choices:AGGREGATES")),
     Rule("eval.weights", *code_choices("cnnbench.evaluation.choices:WEIGHTS")),
     Rule("topk", pos_int, "an integer >= 1"),
-    Rule("stylize.solver", *code_choices("cnnbench.stylize:SOLVERS")),
-    Rule("stylize.pool", *code_choices("cnnbench.stylize:POOLS")),
-    Rule("stylize.init", *code_choices("cnnbench.stylize:INITS")),
+    Rule("stylize.solver", *code_choices("cnnbench.choices:STYLIZE_SOLVERS")),
+    Rule("stylize.pool", *code_choices("cnnbench.choices:STYLIZE_POOLS")),
+    Rule("stylize.init", *code_choices("cnnbench.choices:STYLIZE_INITS")),
     Rule("stylize.lr", optional(positive), "null or a positive number"),
     Rule("stylize.content_weight", non_negative, "a number >= 0"),
     Rule("stylize.style_weight", non_negative, "a number >= 0"),
     Rule("eval.batch_size", pos_int, "an integer >= 1"),
+    Rule("model.name", *group_option("model")),
+    Rule("format", *code_choices("cnnbench.choices:EXPORT_FORMATS")),
+    Rule("source", *code_choices("cnnbench.choices:WEIGHT_SOURCES")),
+    Rule("benchmark.mode", *each_of("cnnbench.choices:BENCHMARK_MODES")),
+    Rule("benchmark.sources", *each_of("cnnbench.choices:BENCHMARK_SOURCES")),
+    Rule("benchmark.augmentations", lambda v: all(group_option("augmentation")[0](a) for a in v),
+         lambda: group_option("augmentation")[1]()),
+    Rule("benchmark.steps", lambda v: _int(v) and v >= 2, "an integer >= 2"),
+    Rule("benchmark.rounds", pos_int, "an integer >= 1"),
+    Rule("benchmark.warmup", nonneg_int, "an integer >= 0"),
 ]
 
 
@@ -212,8 +266,40 @@ COMBINATIONS: list[Callable[[DictConfig], str | None]] = [_model_minimum, _backe
                                                          optimized_metric_is_produced]
 
 
-def problems(cfg: DictConfig) -> list[str]:
-    """Every rule the config breaks, one line each (empty: valid)."""
+def missing_values(cfg: DictConfig, prefix: str = "") -> list[str]:
+    """Keys whose value is still `???` (mandatory, no default), as dotted names; Hydra's own node is skipped."""
+    found = []
+    for key in cfg.keys():
+        name = f"{prefix}{key}"
+        if name == "hydra":
+            continue
+        if OmegaConf.is_missing(cfg, key):
+            found.append(name)
+        else:
+            node = cfg._get_node(key)
+            if isinstance(node, DictConfig) and not node._is_none() and not node._is_interpolation():
+                found += missing_values(node, f"{name}.")
+    return found
+
+
+def _required(key: str, cfg: DictConfig) -> str:
+    group = key.split(".")[0]
+    option = OmegaConf.select(cfg, f"{group}.name", default=None) if "." in key else None
+    where = f" by {group}={option}" if option else ""
+    return f"{key} is required{where} and has no default; pass {key}=…"
+
+
+def _broken(rule: Rule, value: Any) -> str:
+    hint = ""
+    if isinstance(rule.valid, Choices) and isinstance(value, str):
+        hint = did_you_mean(value, [str(v) for v in rule.valid.values()])
+    return f"{rule.key}={_show(value)} is invalid; {hint}valid: {rule.valid_text()}"
+
+
+def problems(cfg: DictConfig, allow_missing: bool = False) -> list[str]:
+    """Every rule the config breaks, one line each (empty: valid). `allow_missing`: a mandatory value (`???`)
+    not given is no problem (`--cfg job` prints such a config)."""
+    required = [] if allow_missing else [_required(key, cfg) for key in missing_values(cfg)]
     found = []
     from_checkpoint = OmegaConf.select(cfg, "data.name", default=None) == "checkpoint"  # eval without data=
     for rule in RULES:
@@ -221,18 +307,18 @@ def problems(cfg: DictConfig) -> list[str]:
         if value is _MISSING or (from_checkpoint and value is None and rule.key.startswith("data.")):
             continue  # eval without data=: a null data.<key> is the checkpoint's value (checked when merged)
         if not rule.check(value):
-            found.append(f"{rule.key}={_show(value)} is invalid; valid: {rule.valid_text()}")
+            found.append(_broken(rule, value))
     if not found:  # combinations assume the single values are sound
         found += [msg for check in COMBINATIONS if (msg := check(cfg))]
-    return found
+    return required + found
 
 
-def validate(cfg: DictConfig) -> None:
+def validate(cfg: DictConfig, allow_missing: bool = False) -> None:
     """Raise `UserError` with the first problem (and how many more there are)."""
-    found = problems(cfg)
+    found = problems(cfg, allow_missing)
     if found:
         more = f" (and {len(found) - 1} more problem{'s' if len(found) > 2 else ''})" if len(found) > 1 else ""
         raise UserError(found[0] + more)
 
 
-__all__ = ["Rule", "RULES", "COMBINATIONS", "problems", "validate", "optimized_metric_is_produced"]
+__all__ = ["Rule", "RULES", "COMBINATIONS", "did_you_mean", "missing_values", "problems", "validate", "optimized_metric_is_produced"]

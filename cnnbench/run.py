@@ -21,8 +21,6 @@ from cnnbench.errors import UserError
 from cnnbench.runtime import absolute
 
 RUN_MARKERS = ("results.json", "eval.json", "metrics.csv")  # a directory holding one of these is a run
-LOGGERS = ("wandb", "csv", "none")  # `logger.name`, besides run_dir/metrics.csv which is always written
-STRATEGIES = ("auto", "ddp")  # `hardware.strategy`
 
 
 # -- paths -------------------------------------------------------------------------------------------
@@ -150,7 +148,7 @@ def data_for_checkpoint(cfg: DictConfig, record: dict[str, Any]) -> tuple[DictCo
     `data.name=checkpoint` (no `data=` given): the dataset group the checkpoint recorded, with its recorded
     values (root, image size, validation split …) and then every non-null `data.<key>=` of the command line.
     Otherwise cfg.data as given; the line says when it is not the dataset the checkpoint was trained on."""
-    from cnnbench.runtime import conf_dir
+    from cnnbench.config_paths import find_config
 
     recorded = dict(record.get("data_config") or {})
     trained_on = recorded.get("name") or record.get("data") or "?"
@@ -161,8 +159,8 @@ def data_for_checkpoint(cfg: DictConfig, record: dict[str, Any]) -> tuple[DictCo
     if not recorded:
         raise UserError(f"this checkpoint does not record its data config (trained on {trained_on!r}); "
                         f"pass data=<name>, e.g. data={trained_on}")
-    group = Path(conf_dir()) / "data" / f"{recorded['name']}.yaml"
-    if not group.is_file():
+    group = find_config("data", str(recorded["name"]))
+    if group is None:
         raise UserError(f"the checkpoint's data {recorded['name']!r} is not a data group here; pass data=<name>")
     data = OmegaConf.merge(OmegaConf.load(group), recorded,
                            {k: v for k, v in OmegaConf.to_container(cfg.data).items() if v is not None and k != "name"})

@@ -30,11 +30,10 @@ def _run_dir(task: str, run_name: str | None) -> str:
 
 
 def conf_dir() -> str:
-    """The config directory: $CNNBENCH_CONF, else the repository's conf/."""
-    env = os.environ.get("CNNBENCH_CONF")
-    if env:
-        return str(Path(env).absolute())
-    return str(Path(__file__).resolve().parent.parent / "conf")
+    """The packaged config directory (the user's own come first: `cnnbench.config_paths`)."""
+    from cnnbench.config_paths import packaged_conf_dir
+
+    return str(packaged_conf_dir())
 
 
 def register_resolvers() -> None:

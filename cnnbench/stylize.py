@@ -28,14 +28,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnbench.choices import STYLIZE_INITS, STYLIZE_POOLS, STYLIZE_SOLVERS
 from cnnbench.errors import ConfigError, UserError
 from cnnbench.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 CONTENT_LAYERS = ("conv4_2",)
 STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
-SOLVERS = ("lbfgs", "adam")
-POOLS = ("max", "avg")
-INITS = ("content", "noise")
+SOLVERS, POOLS, INITS = STYLIZE_SOLVERS, STYLIZE_POOLS, STYLIZE_INITS
 
 
 def gram(features: torch.Tensor) -> torch.Tensor:

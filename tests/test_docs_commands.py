@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cnnbench.cli import COMMANDS, trainer_args
+from cnnbench.cli import COMMANDS
+from cnnbench.precheck import trainer_args
 from cnnbench.config_schema import problems
 from tests.helpers import compose_cfg
 
@@ -73,4 +74,6 @@ def test_documented_command_composes(doc, line):
     assert command in COMMANDS, f"{doc}: unknown command in {line!r}"
     if any(a in FLAGS_WITHOUT_COMPOSE for a in args):
         return
-    assert problems(compose_cfg(command, trainer_args(args))) == [], f"{doc}: {line!r}"
+    # `--cfg job` prints a config whose mandatory values are unset; `…` stands for arguments left out
+    allow_missing = "--cfg" in line or "…" in line.replace("…/", "")
+    assert problems(compose_cfg(command, trainer_args(args)), allow_missing) == [], f"{doc}: {line!r}"

@@ -29,6 +29,7 @@ from cnnbench.benchmarking import (
     summarize,
     sync,
 )
+from cnnbench.choices import BENCHMARK_MODES
 from cnnbench.data import ImageDataModule
 from cnnbench.errors import UserError
 from cnnbench.hardware import machine_record
@@ -38,17 +39,14 @@ from cnnbench.training.loggers import finish_loggers
 from cnnbench.training.module import ClassificationModule, Normalize, model_kwargs
 from cnnbench.training.optim import build_optimizer, scaled_lr
 
-MODES = ("train", "infer", "data", "eval")
+MODES = BENCHMARK_MODES
 PRECISIONS = {"32-true": torch.float32, "32": torch.float32, "bf16-mixed": torch.bfloat16, "bf16": torch.bfloat16,
               "16-mixed": torch.float16, "16": torch.float16}
 
 
 def _modes(value: Any) -> list[str]:
-    modes = [value] if isinstance(value, str) else list(value)
-    for m in modes:
-        if m not in MODES:
-            raise UserError(f"benchmark.mode={m!r}; valid choices: {', '.join(MODES)}")
-    return modes
+    """benchmark.mode as a list (its values are checked by cnnbench.config_schema)."""
+    return [value] if isinstance(value, str) else list(value)
 
 
 def _device(cfg: DictConfig) -> torch.device:
@@ -85,9 +83,6 @@ class _Bench:
         self.cfg, self.run_dir = cfg, run_dir
         b = cfg.benchmark
         self.warmup, self.steps, self.rounds = int(b.warmup), int(b.steps), int(b.rounds)
-        if self.steps < 2 or self.rounds < 1 or self.warmup < 0:
-            raise UserError(f"benchmark.steps={self.steps}, rounds={self.rounds}, warmup={self.warmup}: "
-                            "steps must be >= 2, rounds >= 1, warmup >= 0")
         self.impl = str(b.optimizer_impl)
         set_optimizer_impl(torch.optim.SGD([torch.zeros(1, requires_grad=True)]), self.impl)  # validates the name
         self.precision = str(cfg.trainer.get("precision", "32-true"))
@@ -441,11 +436,11 @@ class _Clock(L.Callback):
 
 
 def _augmentation(name: str) -> dict[str, Any]:
-    from cnnbench.runtime import conf_dir
+    from cnnbench.config_paths import find_config, group_options
 
-    path = Path(conf_dir()) / "augmentation" / f"{name}.yaml"
-    if not path.is_file():
-        valid = sorted(p.stem for p in path.parent.glob("*.yaml"))
+    path = find_config("augmentation", name)
+    if path is None:
+        valid = group_options("augmentation")
         raise UserError(f"benchmark.augmentations contains {name!r}; valid choices: {', '.join(valid)}")
     return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
 

@@ -16,11 +16,12 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from cnnbench.choices import EXPORT_FORMATS
 from cnnbench.errors import UserError
 from cnnbench.evaluation.engine import load_member
 from cnnbench.runtime import absolute, resolve_run_dir, write_json
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = EXPORT_FORMATS
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
 
 
@@ -77,8 +78,6 @@ def _run_torchscript(path: Path, x: torch.Tensor) -> torch.Tensor:
 def export(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
     start = time.time()
     fmt = str(cfg.get("format", "onnx"))
-    if fmt not in FORMATS:
-        raise UserError(f"format={fmt!r}; valid choices: {', '.join(FORMATS)}")
     if cfg.get("ckpt_path") is None:  # absent, null or missing (???)
         raise UserError("ckpt_path is required: cnnbench export ckpt_path=path/to.ckpt format=onnx")
     ckpt = absolute(str(cfg.ckpt_path))

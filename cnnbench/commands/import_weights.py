@@ -7,15 +7,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from cnnbench.config_paths import find_config
 from cnnbench.errors import UserError
-from cnnbench.pretrained import SOURCES, import_torchvision, save
-from cnnbench.runtime import absolute, conf_dir, resolve_run_dir, write_json
+from cnnbench.pretrained import import_torchvision, save
+from cnnbench.runtime import absolute, resolve_run_dir, write_json
 
 
 def import_weights(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
-    source = str(cfg.get("source", "torchvision"))
-    if source not in SOURCES:
-        raise UserError(f"source={source!r}; valid choices: {', '.join(SOURCES)}")
     if cfg.get("model") is None:
         raise UserError("model is required: cnnbench import-weights model=resnet50 path=resnet50-0676ba61.pth")
     if cfg.get("path") is None:  # absent, null or missing (???)
@@ -34,7 +32,7 @@ def import_weights(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
         print(f"  {summary['note']}" + (f"; the checkpoint sets {options}" if options else ""), flush=True)
     if not summary["imagenet_classes"]:
         print(f"  {summary['num_classes']} classes (not ImageNet's 1000): named class_0…", flush=True)
-    keys = OmegaConf.load(Path(conf_dir()) / "model" / f"{name}.yaml").keys()  # others need Hydra's `+`
+    keys = OmegaConf.load(find_config("model", name)).keys()  # others need Hydra's `+`
     overrides = " ".join(f"{'' if k in keys else '+'}model.{k}={str(v).lower() if isinstance(v, bool) else v}"
                          for k, v in summary["options"].items())
     print(f"  eval: cnnbench eval ckpt_path={out} crops=144 data=imagefolder data.root=…; fine-tune: cnnbench train "

@@ -52,15 +52,6 @@ class ImageSizeError(UserError, ValueError):
     pass
 
 
-ON_BAD_IMAGE = ("skip", "error")  # data.on_bad_image (checked by cnnbench.config_schema)
-MEAN_MODES = ("channel", "pixel")  # data.mean_mode (checked by cnnbench.config_schema)
-# data.decode (checked by cnnbench.config_schema), for file-backed data: opencv = the fast path
-# (cnnbench.data.fastpath), pil = PIL decode + the albumentations pipeline on the whole image, gpu =
-# batched nvJPEG decode and the crop/flip/colour ops on the GPU (cnnbench.data.gpu_decode)
-DECODES = ("opencv", "pil", "gpu")
-# data.photometric (checked by cnnbench.config_schema): cpu = in the loader workers, device = drawn in the workers and
-# run on the batch after its transfer (cnnbench.data.photometric; the fast path only)
-PHOTOMETRIC = ("cpu", "device")
 PIXEL_MEAN_FILES = 10_000  # files averaged for a file-backed mean image (data.mean_mode=pixel)
 
 

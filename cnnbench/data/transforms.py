@@ -11,11 +11,9 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from cnnbench.choices import AUGMENTATIONS
 from cnnbench.data.autoaugment_v0 import AutoAugmentV0
 from cnnbench.errors import ConfigError
-
-AUGMENTATIONS = ("none", "pad_crop_flip", "cifar", "random_resized_crop", "scale_jitter", "resnet_imagenet", "vgg",
-                 "googlenet", "inception", "efficientnet")
 
 INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST,
                   "cubic": cv2.INTER_CUBIC}

@@ -19,10 +19,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnbench.choices import WEIGHT_SOURCES
 from cnnbench.errors import UserError
 
 Pairs = list[tuple[str, str]]
-SOURCES = ("torchvision",)
+SOURCES = WEIGHT_SOURCES
 INCEPTION_INPUT = (0.5, 0.5, 0.5)  # transform_input: torchvision's Inception weights see (x − 0.5) / 0.5
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from cnnbench.choices import NONFINITE_MODES
 from cnnbench.errors import RunStopped
 
 log = logging.getLogger("cnnbench")
@@ -161,7 +162,7 @@ class NonFiniteLoss(Callback):
     to None, which every torch optimizer skips — no momentum or weight-decay step either) and the
     batch-norm running statistics of that forward pass are rolled back."""
 
-    MODES = ("stop", "skip")  # loss.on_nonfinite (checked by cnnbench.config_schema)
+    MODES = NONFINITE_MODES  # loss.on_nonfinite
 
     def __init__(self, mode: str = "stop") -> None:
         self.mode = mode

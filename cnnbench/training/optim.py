@@ -11,10 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnbench.choices import OPTIMIZERS, SCHEDULES
 from cnnbench.errors import ConfigError
-
-OPTIMIZERS = ("sgd", "rmsprop", "adamw", "rmsprop_tf")
-SCHEDULES = ("onecycle", "cosine", "multistep", "exponential", "poly", "plateau", "constant")
 
 _NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 

@@ -66,7 +66,6 @@ class ConditionalWarmup(Callback):
         self.window.extend(state_dict.get("window", []))
 
 
-WARMUP_ENABLED = (True, False, "auto")  # conditional_warmup.enabled (checked by cnnbench.config_schema)
 
 
 def warmup_applies(cfg: dict[str, Any] | None, model_name: str) -> bool:

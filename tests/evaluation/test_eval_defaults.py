@@ -97,15 +97,14 @@ def test_eval_argument_errors_come_before_torch_is_imported(tmp_path, args, need
 def test_the_newest_run_is_named_once(tmp_path, capsys):
     """The CLI's check before Hydra and the command (or each job of `cnnbench eval -m …`) both look for the newest
     run when ckpt_path= is not given; the line saying which run they took is printed once."""
-    from cnnbench.cli import _precheck_eval
+    from cnnbench.precheck import check_eval
     from cnnbench.commands.evaluate import _checkpoints
 
     ckpt = tmp_path / "a.ckpt"
     ckpt.write_bytes(b"x")
     _run(tmp_path / "outputs" / "train", "r1", ckpt)
     overrides = [f"eval.latest_from=[{tmp_path / 'outputs'}]"]
-    args = list(overrides)
-    _precheck_eval(compose_cfg("eval", overrides), args)
+    args = check_eval(compose_cfg("eval", overrides), list(overrides))
     assert args[-1] == f"ckpt_path={ckpt}"  # what Hydra then gets
     for _ in range(2):  # two jobs of a sweep, each without ckpt_path
         assert _checkpoints(compose_cfg("eval", overrides)) == [str(ckpt)]

@@ -24,7 +24,19 @@ def _problems(overrides, command="train"):
 
 @pytest.mark.parametrize("command", ["train", "eval", "predict", "profile"])
 def test_shipped_defaults_are_valid(command):
-    assert _problems([], command) == []
+    assert problems(compose_cfg(command, []), allow_missing=True) == []
+
+
+@pytest.mark.parametrize("command,overrides,required", [
+    ("predict", [], ["ckpt_path", "image"]),
+    ("train", ["data=cifar10"], ["data.root"]),
+    ("train", ["data=imagefolder"], ["data.root"]),
+    ("export", [], ["ckpt_path"]),
+])
+def test_a_missing_mandatory_value_is_named(command, overrides, required):
+    found = _problems(overrides, command)
+    assert [p.split(" is required")[0] for p in found if " is required" in p] == required
+    assert all(f"pass {key}=…" in " ".join(found) for key in required)
 
 
 @PROPERTY
