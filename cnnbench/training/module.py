@@ -11,7 +11,13 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from cnnbench.models import create_model, main_logits, model_info
-from cnnbench.training.optim import build_optimizer, build_scheduler
+from cnnbench.training.optim import (
+    build_optimizer,
+    build_scheduler,
+    keep_position_only,
+    planned_steps,
+    saved_schedule_name,
+)
 
 # Keys of the model config that are cnnbench settings, not constructor options.
 # bn_momentum / bn_eps override every BatchNorm layer after construction (PyTorch momentum = 1 − TF decay).
@@ -204,6 +210,15 @@ class ClassificationModule(L.LightningModule):
                 "monitor": str(schedule.get("monitor", "val/acc1")), "strict": True}}
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def on_train_start(self) -> None:
+        planned = getattr(self, "_planned_steps", None)
+        now = int(self.trainer.estimated_stepping_batches)
+        if planned is not None and planned != now and self.trainer.global_step > 0:
+            name = (self.hparams.schedule or {}).get("name", "constant")
+            print(f"cnnbench: the {name} schedule of this checkpoint was planned for {planned} steps; rebuilt for "
+                  f"{now} steps from step {self.trainer.global_step} (docs/recipes.md, \"Continuing a run\")",
+                  flush=True)
+
     # -- checkpoint contents -----------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["cnnbench"] = checkpoint_record(self.hparams)
@@ -214,7 +229,18 @@ class ClassificationModule(L.LightningModule):
                                         for k, v in checkpoint["state_dict"].items()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # runs before Lightning loads the weights: map eager names onto a compiled model (and back)
+        # runs before Lightning loads the weights and the optimizer/scheduler states
+        self._planned_steps = None
+        for state in checkpoint.get("lr_schedulers") or []:  # the schedule's shape comes from this run's config
+            saved, wanted = saved_schedule_name(state), (self.hparams.schedule or {}).get("name", "constant")
+            if saved is not None and saved != wanted and not (saved == "constant" and wanted == "onecycle"):
+                from cnnbench.errors import UserError
+
+                raise UserError(f"this checkpoint was trained with schedule={saved}; schedule={wanted} cannot continue "
+                                f"it: pass schedule={saved}, or start a new run from its weights with init_from=…")
+            self._planned_steps = planned_steps(state)
+            keep_position_only(state)
+        # map eager names onto a compiled model (and back)
         if "state_dict" in checkpoint:
             eager = {k.replace("model._orig_mod.", "model.", 1): v for k, v in checkpoint["state_dict"].items()}
             if self._compiled:

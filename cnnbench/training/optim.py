@@ -180,6 +180,41 @@ class LRFactor:
         raise ValueError(self.name)
 
 
+def planned_steps(state: dict[str, Any]) -> int | None:
+    """The total steps a saved scheduler state was built for (one-cycle, or an `LRFactor` schedule)."""
+    if "total_steps" in state:
+        return int(state["total_steps"])
+    lambdas = state.get("lr_lambdas") or []
+    if lambdas and isinstance(lambdas[0], dict) and "total" in lambdas[0]:
+        return int(lambdas[0]["total"])
+    return None
+
+
+def saved_schedule_name(state: dict[str, Any]) -> str | None:
+    """The `schedule.name` a saved scheduler state was built from (None when it cannot tell)."""
+    if "_schedule_phases" in state or "total_steps" in state:
+        return "onecycle"
+    if "patience" in state and "cooldown" in state:
+        return "plateau"
+    lambdas = state.get("lr_lambdas") or []
+    if lambdas and isinstance(lambdas[0], dict):
+        return lambdas[0].get("name")
+    return None
+
+
+def keep_position_only(state: dict[str, Any]) -> dict[str, Any]:
+    """A saved scheduler state without its horizon, so that loading it into a freshly built scheduler keeps the
+    fresh one's shape (built for this run's total steps) and takes only the position (step count, last LR).
+    A run continued past its first length (`trainer.max_epochs` raised) thus follows one-cycle, cosine or poly
+    rebuilt for the new total from the current step (docs/recipes.md); with the same length nothing changes.
+    ReduceLROnPlateau has no horizon and is left whole."""
+    state.pop("total_steps", None)       # OneCycleLR
+    state.pop("_schedule_phases", None)  # OneCycleLR's phase ends, derived from total_steps
+    if "lr_lambdas" in state:            # LambdaLR: None keeps the fresh LRFactor (its total, warm-up, milestones)
+        state["lr_lambdas"] = [None] * len(state["lr_lambdas"])
+    return state
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict[str, Any], lr: float, total_steps: int,
                     steps_per_epoch: float):
     """A per-step LambdaLR (or OneCycleLR), or ReduceLROnPlateau for `plateau` (stepped per validation)."""
