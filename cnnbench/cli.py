@@ -135,6 +135,9 @@ def _completion(command: str | None, value: str) -> None:
     from cnnbench import completion
 
     action, shell = completion.parse(value)
+    if shell == "zsh" and action != "query":
+        print(completion.ZSH_SCRIPT if action == "install" else "compdef -d cnnbench")
+        sys.exit(0)
     if action == "query":
         words, _ = completion.query_words(os.environ.get("COMP_LINE", ""))
         answer = completion.query(list(COMMANDS))  # rewrites $COMP_LINE for Hydra when a command is given

@@ -1,10 +1,10 @@
 """Shell completion for every command through Hydra's completion plugins.
 
-`eval "$(cnnbench -sc install=bash)"` (or `cnnbench train -sc install=bash`; zsh: after `autoload -Uz
-bashcompinit && bashcompinit`) installs Hydra's bash function for the `cnnbench` executable. On <TAB> the
-function runs `cnnbench -sc query=bash` with the line in `$COMP_LINE`; `query` answers the command names while
-the first word is typed, and otherwise hands the line without its command word to Hydra's completion over that
-command's config (groups, options, keys, file names).
+`eval "$(cnnbench -sc install=bash)"` (or `cnnbench train -sc install=bash`) installs Hydra's bash function for
+the `cnnbench` executable; `eval "$(cnnbench -sc install=zsh)"` installs a zsh widget (`ZSH_SCRIPT`: Hydra's zsh
+plugin prints its bash script, which zsh cannot run). On <TAB> either runs `cnnbench -sc query=bash` with the line
+in `$COMP_LINE`; `query` answers the command names while the first word is typed, and otherwise hands the line
+without its command word to Hydra's completion over that command's config (groups, options, keys, file names).
 """
 from __future__ import annotations
 
@@ -12,6 +12,18 @@ import os
 import shlex
 
 SHELLS = ("bash", "zsh")
+
+# zsh (after `autoload -Uz compinit && compinit`): the candidates come from the same query as bash's
+ZSH_SCRIPT = """_cnnbench_candidates() {
+  COMP_LINE="$1" COMP_POINT=${#1} cnnbench -sc query=bash 2>/dev/null
+}
+_cnnbench() {
+  local -a candidates
+  candidates=(${=$(_cnnbench_candidates "${BUFFER[1,CURSOR]}")})
+  compadd -Q -S '' -- $candidates
+}
+compdef _cnnbench cnnbench
+"""
 
 
 def parse(value: str) -> tuple[str, str]:
@@ -59,4 +71,4 @@ def query(commands: list[str]) -> str | None:
     return None
 
 
-__all__ = ["SHELLS", "command_candidates", "hydra_line", "parse", "query", "query_words"]
+__all__ = ["SHELLS", "ZSH_SCRIPT", "command_candidates", "hydra_line", "parse", "query", "query_words"]
