@@ -5,13 +5,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: install dataset train test test-fast lint clean help
+.PHONY: install dataset train test test-fast check-wheel lint clean help
 
 help:
 	@echo "make install    create $(VENV), install cnnbench[dev], install Fashion-MNIST (Debian package)"
 	@echo "make train      the main job: ResNet-20 on Fashion-MNIST, CPU"
 	@echo "make test       the whole test suite (<= 40 min on 2 cores)"
 	@echo "make test-fast  tests not marked slow (<= 5 min)"
+	@echo "make check-wheel  build the wheel, install it in a fresh venv, run it from a temporary directory"
 
 install: $(VENV)/.installed dataset
 
@@ -42,6 +43,27 @@ test: install
 
 test-fast: install
 	WANDB_MODE=disabled $(BIN)/python -m pytest -q -m "not slow"
+
+# The package as a user installs it: the wheel into a fresh virtual environment outside the checkout, then
+# from a temporary directory --version, a one-epoch run on digits and a user's own recipe from ./conf.
+check-wheel: $(VENV)/.installed
+	set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(BIN)/python -m pip wheel --no-deps --quiet -w "$$tmp/dist" .; \
+	$(PYTHON) -m venv "$$tmp/venv"; \
+	"$$tmp/venv/bin/python" -m pip install --quiet "$$tmp"/dist/cnnbench-*.whl; \
+	mkdir -p "$$tmp/work/conf/experiment"; cd "$$tmp/work"; \
+	printf '# @package _global_\ndefaults:\n  - override /data: digits\noptimizer:\n  lr: 0.05\n' \
+		> conf/experiment/my_recipe.yaml; \
+	export WANDB_MODE=disabled; cnb="$$tmp/venv/bin/cnnbench"; \
+	"$$cnb" --version; \
+	"$$cnb" train data=digits trainer.max_epochs=1 hardware=cpu logger=csv run_name=wheel \
+		trainer.enable_progress_bar=false; \
+	test -f outputs/train/wheel/results.json; \
+	"$$cnb" train experiment=my_recipe --cfg job | grep -q 'lr: 0.05'; \
+	"$$cnb" train experiment=my_recipe trainer.max_epochs=1 hardware=cpu logger=csv run_name=mine \
+		trainer.enable_progress_bar=false; \
+	test -f outputs/train/mine/results.json; \
+	echo "check-wheel: the installed wheel runs outside the checkout"
 
 lint: install
 	$(BIN)/ruff check cnnbench tests
