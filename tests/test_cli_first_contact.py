@@ -79,7 +79,7 @@ def test_every_value_error_is_one_line_before_torch_loads(tmp_path):
                          env=ENV, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.loads(out.stdout.strip().splitlines()[-1])
-    for (args, needle), result in zip(ERRORS, results):
+    for (args, needle), result in zip(ERRORS, results, strict=True):
         lines = result["stderr"].strip().splitlines()
         assert result["code"] == 2, (args, result)
         assert len(lines) == 1 and needle in lines[0], (args, lines)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from cnnbench.cli import COMMANDS
-from cnnbench.precheck import trainer_args
 from cnnbench.config_schema import problems
+from cnnbench.precheck import trainer_args
 from tests.helpers import compose_cfg
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -97,8 +97,8 @@ def test_eval_argument_errors_come_before_torch_is_imported(tmp_path, args, need
 def test_the_newest_run_is_named_once(tmp_path, capsys):
     """The CLI's check before Hydra and the command (or each job of `cnnbench eval -m …`) both look for the newest
     run when ckpt_path= is not given; the line saying which run they took is printed once."""
-    from cnnbench.precheck import check_eval
     from cnnbench.commands.evaluate import _checkpoints
+    from cnnbench.precheck import check_eval
 
     ckpt = tmp_path / "a.ckpt"
     ckpt.write_bytes(b"x")
