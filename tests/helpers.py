@@ -28,6 +28,24 @@ def compose_cfg(name: str = "train", overrides: list[str] | tuple = ()):
         return compose(config_name=name, overrides=list(overrides))
 
 
+def write_readme_configs(project: Path, data: str | None = None) -> tuple[Path, Path]:
+    """README's "Your own configs" example in `project`: its `conf/` files (the heredocs, the dataset swapped for
+    `data` when given) and a `home/team-configs` holding `experiment/their_recipe.yaml`. Returns both dirs."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    for path, text in re.findall(r"cat > (conf/\S+\.yaml) <<'YAML'\n(.*?)\nYAML\n", readme, re.S):
+        if data:
+            text = text.replace("- imagefolder", f"- {data}").replace("name: imagefolder", f"name: {data}")
+        (project / path).parent.mkdir(parents=True, exist_ok=True)
+        (project / path).write_text(text)
+    assert (project / "conf" / "experiment" / "my_recipe.yaml").is_file(), "README's example changed"
+    team = project / "home" / "team-configs"
+    (team / "experiment").mkdir(parents=True, exist_ok=True)
+    (team / "experiment" / "their_recipe.yaml").write_text("# @package _global_\n")
+    return project / "conf", team
+
+
 def fashion_available() -> bool:
     return (FASHION_DIR / "t10k-labels-idx1-ubyte.gz").exists() or (FASHION_DIR / "t10k-labels-idx1-ubyte").exists()
 

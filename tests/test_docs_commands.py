@@ -48,7 +48,7 @@ def _args(command_line: str) -> tuple[str, list[str]]:
     command, rest = words[0], [w for w in words[1:] if w not in ("-m", "--multirun")]
     if command == "analyze" and rest and "=" not in rest[0]:
         rest[0] = f"analysis={rest[0]}"
-    out = []
+    out, rest = [], [w for i, w in enumerate(rest) if w != "--config-dir" and (i == 0 or rest[i - 1] != "--config-dir")]
     for word in rest:
         if word in ("--cfg", "job", "...", "x") or word.startswith((">", "hydra.", "hydra/")) or word in ("|", "&&"):
             continue  # Hydra's own settings are not composed by compose()
@@ -60,6 +60,21 @@ def _args(command_line: str) -> tuple[str, list[str]]:
 
 
 COMMAND_LINES = documented_commands()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def readme_user_configs(tmp_path_factory):
+    """README's own-configs example, searched as `./conf` and `~/team-configs` would be."""
+    from cnnbench.config_paths import UserConfigDirs
+    from tests.helpers import write_readme_configs
+
+    saved = list(UserConfigDirs.dirs)
+    UserConfigDirs.dirs = [str(d) for d in write_readme_configs(tmp_path_factory.mktemp("project"))]
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance().register(UserConfigDirs)
+    yield
+    UserConfigDirs.dirs = saved
 
 
 def test_the_docs_have_commands():

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -19,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT
 from tests.test_docs_commands import COMMAND_LINES
 
 RUNS = ("train", "eval", "predict", "export", "report")
@@ -100,7 +98,7 @@ def _prepare(project: Path) -> None:
     "Your own configs", with its data pointed at digits) and a `~/team-configs` holding `their_recipe`."""
     from PIL import Image
 
-    from tests.helpers import fashion_or_digits_images, train_tiny
+    from tests.helpers import fashion_or_digits_images, train_tiny, write_readme_configs
 
     for name, model in (("doc.ckpt", "resnet20"), ("b0.ckpt", "efficientnet_b0")):
         results = train_tiny(project / f"prep-{model}", [f"model={model}", "trainer.max_epochs=1",
@@ -111,14 +109,7 @@ def _prepare(project: Path) -> None:
     (project / "photos").mkdir()
     for i, name in enumerate(("shoe.jpg", "cat.jpg", "photos/a.jpg", "photos/b.jpg")):
         Image.fromarray(images[i % len(images)]).convert("RGB").resize((64, 64)).save(project / name)
-    readme = (ROOT / "README.md").read_text()
-    for path, text in re.findall(r"cat > (conf/\S+\.yaml) <<'YAML'\n(.*?)\nYAML\n", readme, re.S):
-        (project / path).parent.mkdir(parents=True, exist_ok=True)
-        (project / path).write_text(text.replace("- imagefolder", "- digits").replace("name: imagefolder",
-                                                                                    "name: digits"))
-    assert (project / "conf" / "experiment" / "my_recipe.yaml").is_file()
-    (project / "home" / "team-configs" / "experiment").mkdir(parents=True)
-    (project / "home" / "team-configs" / "experiment" / "their_recipe.yaml").write_text("# @package _global_\n")
+    write_readme_configs(project, data="digits")
 
 
 @pytest.mark.slow

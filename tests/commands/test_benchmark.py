@@ -82,8 +82,15 @@ def test_benchmark_measures_the_loader_rows_before_the_train_steps(tmp_path, mon
     assert data["loaders"][0]["vs_train"] == pytest.approx(data["loaders"][0]["images_per_s"] / train["images_per_s"])
 
 
-@pytest.mark.parametrize("override, valid", [("benchmark.mode=fit", "train, infer, data, eval"),
-                                             ("benchmark.optimizer_impl=fast", "default, foreach, fused")])
+def test_benchmark_values_are_checked_by_the_config_rules():
+    from cnnbench.config_schema import problems
+
+    found = problems(compose_cfg("benchmark", TINY + ["benchmark.mode=[train,fit]", "benchmark.steps=1"]))
+    assert "benchmark.mode=['train', 'fit'] is invalid; valid: train, infer, data or eval" in found
+    assert "benchmark.steps=1 is invalid; valid: an integer >= 2" in found
+
+
+@pytest.mark.parametrize("override, valid", [("benchmark.optimizer_impl=fast", "default, foreach, fused")])
 def test_benchmark_rejects_bad_values(tmp_path, override, valid):
     from cnnbench.commands.benchmark import benchmark
 

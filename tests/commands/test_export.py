@@ -6,7 +6,6 @@ import json
 import pytest
 import torch
 
-from cnnbench.errors import UserError
 from tests.helpers import compose_cfg
 
 
@@ -41,8 +40,9 @@ def test_export_round_trip(tmp_path, tiny_checkpoint, fmt):
 
 
 def test_export_bad_format_is_one_clear_error(tmp_path, tiny_checkpoint):
-    from cnnbench.commands.export import export
+    from cnnbench.cli import run_guarded
 
-    with pytest.raises(UserError, match="format='tflite'; valid choices: onnx, torchscript"):
-        export(compose_cfg("export", [f"ckpt_path={tiny_checkpoint}", "format=tflite"]), run_dir=tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        run_guarded("export", compose_cfg("export", [f"ckpt_path={tiny_checkpoint}", "format=tflite"]))
+    assert stop.value.code == 2
     assert not list(tmp_path.glob("*.onnx"))
