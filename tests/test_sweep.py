@@ -138,7 +138,7 @@ def _yaml_list(path) -> list[str]:
 
 @pytest.mark.slow
 def test_optuna_search_refused_in_one_line_before_any_trial(tmp_path):
-    out = _cnnbench(["train", "-m", "hparams_search=optuna_lr_wd", "experiment=resnet_cifar", "hydra.sweep.dir=sweep"],
+    out = _cnnbench(["train", "-m", "hparams_search=optuna_lr_wd", "experiment=resnet_cifar", "data.root=cifar", "hydra.sweep.dir=sweep"],
                     cwd=tmp_path)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
@@ -147,7 +147,7 @@ def test_optuna_search_refused_in_one_line_before_any_trial(tmp_path):
     assert not (tmp_path / "sweep").exists()  # no trial (and no sweep) dir: refused before the study started
     assert "Study name" not in out.stdout + out.stderr and "Launching" not in out.stdout + out.stderr
     # hparams_search sets hydra.mode=MULTIRUN itself: the same refusal without -m
-    again = _cnnbench(["train", "hparams_search=optuna_lr_wd", "experiment=resnet_cifar", "hydra.sweep.dir=sweep"],
+    again = _cnnbench(["train", "hparams_search=optuna_lr_wd", "experiment=resnet_cifar", "data.root=cifar", "hydra.sweep.dir=sweep"],
                       cwd=tmp_path)
     assert again.returncode == 2 and again.stderr.strip() == lines[0]
     assert not (tmp_path / "sweep").exists()

@@ -129,7 +129,7 @@ def test_benchmark_console_script_smoke(tmp_path):
     run = subprocess.run([sys.executable, "-m", "cnnbench", "benchmark", "benchmark.mode=walk",
                           f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
-    assert "benchmark.mode='walk'; valid choices: train, infer, data, eval" in run.stderr
+    assert "benchmark.mode='walk' is invalid; valid: train, infer, data or eval" in run.stderr
 
 
 @pytest.mark.slow
