@@ -182,6 +182,8 @@ RULES: list[Rule] = [
     Rule("trainer.gradient_clip_val", optional(non_negative), "null or a number >= 0"),
     Rule("trainer.log_every_n_steps", pos_int, "an integer >= 1"),
     Rule("checkpoint.every_n_steps", optional(pos_int), "null or an integer >= 1"),
+    Rule("stuck_at_chance.after_steps", pos_int, "an integer >= 1"),
+    Rule("stuck_at_chance.window", pos_int, "an integer >= 1"),
     Rule("hardware.ddp_timeout_s", positive, "a positive number of seconds"),
     Rule("hardware.strategy", *code_choices("cnnbench.choices:STRATEGIES")),
     Rule("logger.name", *code_choices("cnnbench.choices:LOGGERS")),

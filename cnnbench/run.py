@@ -253,7 +253,7 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> list:
     from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
     from cnnbench.testing.faults import FaultInjection
-    from cnnbench.training.callbacks import GradNorm, NonFiniteLoss, Preemption, RNGState
+    from cnnbench.training.callbacks import GradNorm, NonFiniteLoss, Preemption, RNGState, StuckAtChance
     from cnnbench.training.recipe_callbacks import build_recipe_callbacks
 
     ckpt_dir = run_dir / "checkpoints"
@@ -278,6 +278,10 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> list:
     callbacks += [RNGState(), Preemption(ckpt_dir), NonFiniteLoss(str(cfg.loss.get("on_nonfinite", "stop")))]
     if cfg.get("log_grad_norm"):
         callbacks.append(GradNorm())
+    stuck = cfg.get("stuck_at_chance") or {}
+    if stuck.get("enabled", True):
+        callbacks.append(StuckAtChance(after_steps=int(stuck.get("after_steps", 300)),
+                                       window=int(stuck.get("window", 50))))
     callbacks.extend(build_recipe_callbacks(cfg))
     return callbacks
 

@@ -28,7 +28,13 @@ from cnnbench.runtime import (
     resolve_run_dir,
     write_json,
 )
-from cnnbench.training.callbacks import NonFiniteLoss, NonFiniteLossError, Preemption
+from cnnbench.training.callbacks import (
+    NonFiniteLoss,
+    NonFiniteLossError,
+    Preemption,
+    StuckAtChance,
+    zoo_recipe,
+)
 from cnnbench.training.loggers import finish_loggers
 from cnnbench.training.module import ClassificationModule
 
@@ -187,7 +193,7 @@ def _fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: ClassificationMod
 def _record_nonfinite(cfg: DictConfig, trainer: L.Trainer, err: Exception, ckpt_path: str | None,
                       run_dir: Path) -> None:
     stopped = {"reason": "non-finite loss", "step": int(trainer.global_step), "message": str(err),
-               "last_checkpoint": _best_checkpoint(trainer)}
+               "last_checkpoint": _best_checkpoint(trainer), "recipe": zoo_recipe(str(cfg.model.name))}
     if trainer.is_global_zero:
         write_json(run_dir / "results.json", {"model": cfg.model.name, "data": str(cfg.data.name),
                                               "run_dir": str(run_dir), "stopped": stopped,
@@ -222,6 +228,9 @@ def _results(cfg: DictConfig, trainer: L.Trainer, dm: ImageDataModule, module: C
     }
     if outcome.stopped:
         results["stopped"] = outcome.stopped
+    stuck = next((cb for cb in trainer.callbacks if isinstance(cb, StuckAtChance)), None)
+    if stuck is not None and stuck.report is not None:
+        results["stuck_at_chance"] = stuck.report  # the warning line and its numbers (docs/reliability.md)
     return results
 
 

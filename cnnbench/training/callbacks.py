@@ -2,7 +2,9 @@
 
 - `RNGState`: every global RNG in each checkpoint, restored when a run resumes;
 - `Preemption`: SIGTERM / SIGUSR1 / SIGUSR2 → finish the batch, write checkpoints/last.ckpt, stop;
-- `NonFiniteLoss`: a NaN/Inf loss stops the run (`NonFiniteLossError`) or skips the update.
+- `NonFiniteLoss`: a NaN/Inf loss stops the run (`NonFiniteLossError`) or skips the update;
+- `StuckAtChance`: one warning line when training stays at chance (loss ≈ ln K, accuracy ≈ 1/K), naming the
+  likely causes for the model and the zoo recipe that trains it (`zoo_recipe`).
 
 The recipe callbacks (weight averaging, conditional warm-up) live in `training/recipe_callbacks.py`.
 """
@@ -181,9 +183,11 @@ class NonFiniteLoss(Callback):
         step, epoch = int(trainer.global_step), int(trainer.current_epoch)
         value = float(loss.detach().float().reshape(-1)[0])
         if self.mode == "stop":
+            recipe = zoo_recipe(getattr(pl_module, "model_name", ""))
             raise NonFiniteLossError(
                 f"non-finite training loss ({value}) at step {step} (epoch {epoch}, batch {trainer.fit_loop.epoch_loop.batch_idx}); "
-                "the last good checkpoint is kept (loss.on_nonfinite=skip drops such steps instead)"
+                "the last good checkpoint is kept (loss.on_nonfinite=skip drops such steps instead"
+                + (f"; the zoo recipe that trains this network: {recipe}" if recipe else "") + ")"
             )
         self._bad = True
 
@@ -215,4 +219,170 @@ class GradNorm(Callback):
             pl_module.log("train/grad_norm", norms["grad_2.0_norm_total"], on_step=True, on_epoch=False)
 
 
-__all__ = ["RNGState", "Preemption", "NonFiniteLoss", "NonFiniteLossError", "GradNorm", "capture_rng", "restore_rng"]
+# -- stuck at chance ---------------------------------------------------------------------------------
+# The zoo recipes (conf/experiment/zoo_<row>.yaml, docs/zoo.md): one row per seed network; other members of a
+# family are pointed at their family's row with `model=<name>` (an experiment's model group can be overridden).
+ZOO_ROWS = ("alexnet", "vgg11", "vgg16", "googlenet", "inception_v2", "inception_v3", "inception_v4",
+            "inception_resnet_v1", "inception_resnet_v2", "resnet18", "resnet50", "resnet20", "resnet56",
+            "highway_conv", "efficientnet_b0")
+_ZOO_FAMILY = {
+    "alexnet_owt": "alexnet", "vgg11_bn": "vgg11", "vgg11_lrn": "vgg11", "vgg13": "vgg16", "vgg13_bn": "vgg16",
+    "vgg16_bn": "vgg16", "vgg16_c": "vgg16", "vgg19": "vgg16", "vgg19_bn": "vgg16", "resnet34": "resnet18",
+    "plain18": "resnet18", "plain34": "resnet18", "resnet101": "resnet50", "resnet152": "resnet50",
+    "plain20": "resnet20", "resnet32": "resnet56", "resnet44": "resnet56", "plain32": "resnet56",
+    "plain44": "resnet56", "plain56": "resnet56", "resnet110": "resnet56", "plain110": "resnet56",
+    "resnet1202": "resnet56", "inception_resnet_v2_tfslim": "inception_resnet_v2",
+    **{f"efficientnet_b{i}": "efficientnet_b0" for i in range(1, 8)},
+}
+
+
+def zoo_recipe(model_name: str) -> str | None:
+    """The command-line words that select the zoo recipe for `model_name`: `experiment=zoo_<name>` for a zoo
+    row, `experiment=zoo_<row> model=<name>` for another member of a row's family, None when no row fits."""
+    if model_name in ZOO_ROWS:
+        return f"experiment=zoo_{model_name}"
+    row = _ZOO_FAMILY.get(model_name)
+    return f"experiment=zoo_{row} model={model_name}" if row else None
+
+
+def stuck_causes(model_cfg: dict[str, Any], has_bn: bool, lr: float) -> list[str]:
+    """The likely causes of a run stuck at chance, most likely first, for this model's config.
+
+    Without batch norm the initialisation sets the scale of every layer's signal: AlexNet's N(0, 0.01)
+    weights with bias 1 (Krizhevsky et al. 2012, §5) and VGG's N(0, 0.01) for net A (Simonyan & Zisserman
+    2015, §3.1) shrink it layer by layer, and the learning rate that a BN network takes (the default 0.1)
+    pushes such a network into dead ReLUs or a constant prediction (docs/reliability.md)."""
+    name, init = str(model_cfg.get("name", "")), model_cfg.get("init")
+    causes: list[str] = []
+    if init == "paper" and name.startswith("alexnet"):
+        causes.append("the 2012 initialisation N(0, 0.01) with bias 1 (model.init=paper: still at chance after 700 "
+                      "steps on Fashion-MNIST where model.init=he leaves it by step 46, docs/zoo.md)")
+    elif init == "normal":
+        causes.append("the N(0, 0.01) initialisation (model.init=normal; model.init=glorot is §3.1's alternative)")
+    elif init is not None and not has_bn:
+        causes.append(f"the initialisation (model.init={init})")
+    if not has_bn:
+        causes.append("no batch norm (model.batch_norm=true adds it)" if "batch_norm" in model_cfg
+                      else "no batch norm in this network")
+    if "carry_bias" in model_cfg:
+        causes.append(f"the transform-gate bias (model.carry_bias={model_cfg['carry_bias']})")
+    causes.append(f"the learning rate (optimizer.lr={lr:g}" + (", high for a network without BN)" if not has_bn else ")"))
+    if has_bn and init is None:
+        causes.append("the data (labels that do not match the images)")
+    return causes
+
+
+class StuckAtChance(Callback):
+    """One warning line when training stays at chance, recorded in results.json (`stuck_at_chance`).
+
+    Criterion, checked once at step S = min(`after_steps`, max(`min_steps`, optimizer steps of the first
+    epoch)) — the first few hundred steps or the first epoch, whichever is shorter, but never before
+    `min_steps` — over the last `window` training batches (fewer when S < `window`), with K classes:
+
+    - the running mean of the main head's cross-entropy (no label smoothing, no aux heads) is at least
+      (1 − `loss_tol`) · ln K — not below chance's loss by more than `loss_tol` (default 5 %); and
+    - the running training accuracy of the main head is at most `acc_factor` / K (default 1.5 / K).
+
+    A run shorter than S is checked at its end once it has `min_steps` steps. The running means are
+    torchmetrics `RunningMean`s on the batches of this process (rank 0 decides in DDP) and are read once,
+    at the check. The line names the likely causes for the model (`stuck_causes`) and its zoo recipe
+    (`zoo_recipe`); docs/reliability.md."""
+
+    def __init__(self, *, after_steps: int = 300, min_steps: int = 20, window: int = 50, loss_tol: float = 0.05,
+                 acc_factor: float = 1.5, model_cfg: dict[str, Any] | None = None, num_classes: int | None = None,
+                 lr: float | None = None) -> None:
+        # model_cfg / num_classes / lr default to the LightningModule's (hparams `model`, `num_classes`, `lr`)
+        self.after_steps, self.min_steps, self.window = int(after_steps), int(min_steps), int(window)
+        self.loss_tol, self.acc_factor = float(loss_tol), float(acc_factor)
+        self.model_cfg, self.num_classes, self.lr = model_cfg, num_classes, lr
+        self.check_step: int | None = None
+        self.checked = False
+        self.report: dict[str, Any] | None = None  # set when the run is stuck: what results.json records
+        self._loss = self._acc = None
+        self._seen = 0
+
+    @property
+    def chance_loss(self) -> float:
+        """ln K: the cross-entropy of the uniform prediction."""
+        import math
+
+        return math.log(int(self.num_classes))
+
+    @property
+    def chance_acc(self) -> float:
+        return 1.0 / int(self.num_classes)
+
+    # -- state across resume: a resumed run neither checks again nor forgets the warning
+    def state_dict(self) -> dict[str, Any]:
+        return {"checked": self.checked, "report": self.report}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.checked = bool(state_dict.get("checked", False))
+        self.report = state_dict.get("report")
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        import math
+
+        from torchmetrics.aggregation import RunningMean
+
+        hparams = getattr(pl_module, "hparams", {})
+        self.model_cfg = dict(self.model_cfg if self.model_cfg is not None else hparams.get("model") or {})
+        self.num_classes = int(self.num_classes if self.num_classes is not None else hparams["num_classes"])
+        self.lr = float(self.lr if self.lr is not None else getattr(pl_module, "lr", float("nan")))
+        batches = trainer.num_training_batches
+        per_epoch = (math.ceil(batches / max(1, int(trainer.accumulate_grad_batches)))
+                     if isinstance(batches, (int, float)) and math.isfinite(batches) else self.after_steps)
+        self.check_step = min(self.after_steps, max(self.min_steps, int(per_epoch)))
+        self._loss = RunningMean(window=self.window, sync_on_compute=False).to(pl_module.device)
+        self._acc = RunningMean(window=self.window, sync_on_compute=False).to(pl_module.device)
+        self._seen = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.checked or self._loss is None or not isinstance(outputs, dict) or "logits" not in outputs:
+            return
+        step = int(trainer.global_step)  # optimizer steps done, this batch's included
+        if step <= self.check_step - self.window:
+            return  # before the window: nothing to record
+        logits, y = outputs["logits"].detach().float(), batch[1]
+        if y.ndim > 1:  # soft targets: their argmax
+            y = y.argmax(1)
+        self._loss.update(torch.nn.functional.cross_entropy(logits, y, reduction="none"))
+        self._acc.update((logits.argmax(1) == y).float())
+        self._seen += 1
+        if step >= self.check_step:
+            self._check(trainer, pl_module, step)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if not self.checked and self._loss is not None and int(trainer.global_step) >= self.min_steps:
+            self._check(trainer, pl_module, int(trainer.global_step))
+
+    def _check(self, trainer, pl_module, step: int) -> None:
+        self.checked = True
+        if not self._seen:
+            return
+        loss, acc = float(self._loss.compute()), float(self._acc.compute())
+        if loss < (1.0 - self.loss_tol) * self.chance_loss or acc > self.acc_factor * self.chance_acc:
+            return
+        name = str(self.model_cfg.get("name", "?"))
+        has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in pl_module.modules())
+        causes = stuck_causes(self.model_cfg, has_bn, self.lr)
+        recipe = zoo_recipe(name)
+        k = int(self.num_classes)
+        message = (f"cnnbench: {name} is stuck at chance after {step} steps — train loss {loss:.3f} "
+                   f"(ln {k} = {self.chance_loss:.3f}), train acc {acc:.3f} (1/{k} = {self.chance_acc:.3f}); "
+                   f"likely causes: {'; '.join(causes)}; "
+                   + (f"the zoo recipe trains it: {recipe}" if recipe else "no zoo recipe covers this model"))
+        self.report = {"step": step, "window": min(self.window, self._seen), "train_loss": round(loss, 4),
+                       "train_acc": round(acc, 4), "chance_loss": round(self.chance_loss, 4),
+                       "chance_acc": round(self.chance_acc, 4), "causes": causes, "recipe": recipe,
+                       "message": message}
+        if trainer.is_global_zero:
+            bar = getattr(trainer, "progress_bar_callback", None)
+            if bar is not None and getattr(bar, "is_enabled", False):
+                bar.print(message)  # above the progress bar, on a line of its own (tqdm.write)
+            else:
+                log.warning(message)
+
+
+__all__ = ["RNGState", "Preemption", "NonFiniteLoss", "NonFiniteLossError", "GradNorm", "StuckAtChance", "zoo_recipe",
+           "capture_rng", "restore_rng"]
