@@ -55,6 +55,8 @@ def shrink(line: str) -> list[str] | None:
         out.append(word)
     if command == "train":
         out += TINY + (["hydra.sweeper.n_trials=2"] if any("hparams_search" in w for w in out) else [])
+        if "-m" in out:  # a sweep runs each job: two steps each (their curves and figures: test_claims.py)
+            out += ["trainer.max_steps=2", "data.val_split=8", "data.limit_test=8"]
     if command == "eval":
         out += ["data.limit_test=16"]
     return out
