@@ -179,6 +179,9 @@ def test_analyze_zoo_builds_the_table_and_copies_trimmed_artifacts(tmp_path):
     assert "269.4 k" in rows["resnet20"] and "28²×1" in rows["resnet20"] and "AMD EPYC, 2 cores" in rows["resnet20"]
     assert "not yet run" in rows["resnet56"] and "0.949" in rows["resnet18"] and "0.899" in rows["alexnet"]
     assert (tmp_path / "out" / "zoo.md").read_text() in text
+    numbers = json.loads((artifacts / "zoo.json").read_text())["table"]
+    assert numbers["zoo_resnet20"]["test_acc1_mean"] == pytest.approx(0.92) and numbers["zoo_resnet20"]["seeds"] == [42, 43]
+    assert numbers["zoo_resnet56"] == {"status": "not yet run"} and str(tmp_path) not in json.dumps(numbers)
     # rebuilt from the artifacts alone: the same table
     again = analyze(compose_cfg("analyze", ["analysis=zoo", f"runs={artifacts}/*/seed*"]), run_dir=tmp_path / "again")
     assert (tmp_path / "again" / "zoo.md").read_text() == (tmp_path / "out" / "zoo.md").read_text()

@@ -200,6 +200,31 @@ def row_cells(recipe: str, runs: list[dict[str, Any]], artifact_root: str = "zoo
             else "— (not copied: `copy_to=docs/zoo`)"}
 
 
+def row_numbers(recipe: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The numbers one table row prints, as JSON leaves (zoo.json), so the page can be checked against them."""
+    done = [r for r in runs if r["test_acc1"] is not None]
+    if not done:
+        return {"status": NOT_RUN if not runs else "no test result"}
+    accs = [r["test_acc1"] for r in done]
+    prof = done[0]["profile"] or {}
+    public = PUBLIC.get(recipe[len(RECIPE_PREFIX):])
+    walls = [float(r["wall_s"]) for r in done if r.get("wall_s") is not None]
+    return {"seeds": [r["seed"] for r in done], "test_acc1": accs, "test_acc1_mean": statistics.fmean(accs),
+            "test_acc1_std": statistics.stdev(accs) if len(accs) > 1 else None,
+            "public_test_acc1": public[1] if public else None,
+            "gap_vs_public": statistics.fmean(accs) - public[1] if public else None,
+            "params": prof.get("params"), "macs": prof.get("macs"), "input_size": prof.get("input_size"),
+            "epochs": done[0].get("epochs"), "wall_s_mean": statistics.fmean(walls) if walls else None}
+
+
+def table_numbers(recipes: list[str], rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    by_recipe: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_recipe.setdefault(r["recipe"], []).append(r)
+    return {recipe: row_numbers(recipe, by_recipe.get(recipe, []))
+            for recipe in list(recipes) + sorted(set(by_recipe) - set(recipes), key=_order)}
+
+
 COLUMNS = (("network", "network"), ("params", "parameters"), ("macs", "MACs / image"), ("input", "input"),
            ("recipe", "recipe (`experiment=`)"), ("epochs", "epochs"), ("top1", "test top-1 (10k)"),
            ("public", "public benchmark"), ("wall", "wall time, CPU"), ("command", "command"),
@@ -234,7 +259,7 @@ def replace_table(doc: Path, table: str) -> None:
     doc.write_text(f"{head}{TABLE_BEGIN}\n{table}{TABLE_END}{tail}")
 
 
-def _prefix_re(extra: list[str]) -> re.Pattern:
+def prefix_re(extra: list[str]) -> re.Pattern:
     import os
     import tempfile
 
@@ -243,15 +268,15 @@ def _prefix_re(extra: list[str]) -> re.Pattern:
     return re.compile("|".join(re.escape(p) for p in prefixes))
 
 
-def _trim(value: Any, prefix_re: re.Pattern) -> Any:
+def trim(value: Any, pattern: re.Pattern) -> Any:
     """Every string that starts with one of the machine's prefixes gets it replaced by "…" (as
     docs/measurements/trim.py does)."""
     if isinstance(value, dict):
-        return {k: _trim(v, prefix_re) for k, v in value.items()}
+        return {k: trim(v, pattern) for k, v in value.items()}
     if isinstance(value, list):
-        return [_trim(v, prefix_re) for v in value]
+        return [trim(v, pattern) for v in value]
     if isinstance(value, str):
-        return prefix_re.sub("…", value)
+        return pattern.sub("…", value)
     return value
 
 
@@ -266,13 +291,13 @@ def copy_artifact(run: Path, dst_root: Path, roots: list[str] = ()) -> Path:
         raise UserError(f"run {run} is not a zoo run (no experiment=zoo_<model> in .hydra/overrides.yaml)")
     if row["test_acc1"] is None:
         raise UserError(f"run {run} has no test result yet (finish it: rerun its command with resume=auto)")
-    prefix_re = _prefix_re([str(Path(r).resolve()) for r in roots])
+    prefixes = prefix_re([str(Path(r).resolve()) for r in roots])
     results = json.loads((run / "results.json").read_text())
     results["zoo"] = {"recipe": row["recipe"], "command": row["command"], "profile": row["profile"]}
     target = Path(dst_root) / row["recipe"] / f"seed{row['seed']}"
     target.mkdir(parents=True, exist_ok=True)
-    (target / "results.json").write_text(json.dumps(_trim(results, prefix_re), indent=1, ensure_ascii=False) + "\n")
+    (target / "results.json").write_text(json.dumps(trim(results, prefixes), indent=1, ensure_ascii=False) + "\n")
     metrics = run / "metrics.csv"
     if metrics.is_file():
-        (target / "metrics.csv").write_text(prefix_re.sub("…", metrics.read_text()))
+        (target / "metrics.csv").write_text(prefixes.sub("…", metrics.read_text()))
     return target

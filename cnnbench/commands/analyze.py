@@ -11,8 +11,9 @@
   (EfficientNet Fig. 3/8, claim 4).
 - `zoo runs=<glob> [copy_to=docs/zoo] [doc=docs/zoo.md]` — the model zoo's table (docs/zoo.md): one row per
   `experiment=zoo_<model>` recipe from its runs; writes zoo.md and zoo.json. With `copy_to`, each finished run's
-  results.json + metrics.csv is first copied (paths trimmed) to `<copy_to>/<recipe>/seed<seed>/` and the table is
-  built from every artifact there; `doc=` writes the table into that page between its zoo-table markers.
+  results.json + metrics.csv is first copied (paths trimmed) to `<copy_to>/<recipe>/seed<seed>/`, the table is
+  built from every artifact there and its numbers are written to `<copy_to>/zoo.json`; `doc=` writes the table
+  into that page between its zoo-table markers.
 
 `copy_to=<folder>` also copies the JSON and PNG there (e.g. docs/claims).
 """
@@ -228,14 +229,18 @@ def _zoo(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], list[Path]]:
                        if r is not None]
     if not rows:
         raise UserError(f"runs={cfg.runs!r}: no run of an experiment=zoo_<model> recipe")
-    table = zoo.zoo_table(zoo.zoo_recipes(), rows)
+    recipes = zoo.zoo_recipes()
+    table = zoo.zoo_table(recipes, rows)
     md_path, json_path = run_dir / "zoo.md", run_dir / "zoo.json"
     md_path.write_text(table)
     summary = {"analysis": "zoo", "public_benchmark": {"source": zoo.PUBLIC_SOURCE,
                                                        "rows": {k: {"row": v[0], "test_acc1": v[1]}
                                                                 for k, v in zoo.PUBLIC.items()}},
-               "runs": rows}
+               "table": zoo.table_numbers(recipes, rows), "runs": rows}
     write_json(json_path, summary)
+    if copy_to:  # the table's numbers beside the artifacts (docs/zoo/zoo.json), without the machine's paths
+        roots = [str(original_cwd()), str(Path(__file__).resolve().parents[2])]
+        write_json(target / "zoo.json", zoo.trim(summary, zoo.prefix_re(roots)))
     if cfg.get("doc"):
         zoo.replace_table(Path(absolute(str(cfg.doc))), table)
         print(f"cnnbench analyze: zoo: table written into {cfg.doc}", flush=True)
