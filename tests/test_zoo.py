@@ -158,6 +158,7 @@ def test_analyze_zoo_builds_the_table_and_copies_trimmed_artifacts(tmp_path):
     runs = tmp_path / "outputs"
     for seed, acc in ((42, 0.91), (43, 0.93)):
         _fake_run(runs, "zoo_resnet20", seed, acc)
+    _fake_run(runs, "zoo_resnet56", 42, 0.5, ["data.limit_train=9600", "trainer.max_steps=150"])  # a smoke run
     doc = tmp_path / "zoo.md"
     doc.write_text("# zoo\n\n<!-- zoo-table: begin (cnnbench analyze zoo) -->\nold\n<!-- zoo-table: end -->\nafter\n")
     artifacts = tmp_path / "docs_zoo"

@@ -82,6 +82,15 @@ def run_recipe(run: Path) -> str | None:
     return None
 
 
+# overrides that make a run something other than its row: a subset, another test set, a cut-short run (smoke runs)
+NOT_A_ROW = ("data.limit_train", "data.limit_test", "data.limit_val", "data.val_split", "trainer.max_steps", "data=")
+
+
+def not_a_row(run: Path) -> list[str]:
+    """The run's overrides that keep it out of the table (a smoke run on a subset, a shortened run)."""
+    return [o for o in _overrides(run) or [] if o.lstrip("+").startswith(NOT_A_ROW)]
+
+
 def network_profile(run: Path) -> dict[str, Any] | None:
     """Parameters and MACs of the network as the run trained it, built on the meta device from the run's
     composed config (.hydra/config.yaml: model kwargs, input size, channels, classes); an artifact carries it."""

@@ -214,7 +214,13 @@ def _required_runs(cfg: DictConfig, name: str) -> list[Path]:
 def _zoo(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], list[Path]]:
     from cnnbench.analysis import zoo
 
-    runs = _required_runs(cfg, "zoo")
+    runs = []
+    for run in _required_runs(cfg, "zoo"):
+        if zoo.not_a_row(run):
+            print(f"cnnbench analyze: zoo: {run} left out: it changes the row ({' '.join(zoo.not_a_row(run))})",
+                  flush=True)
+        else:
+            runs.append(run)
     rows = [r for r in (zoo.summarize_zoo_run(run) for run in runs) if r is not None]
     copy_to = cfg.get("copy_to")
     if copy_to:  # the committed artifacts are the table's source: copy the finished runs, then read them all
@@ -228,7 +234,7 @@ def _zoo(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], list[Path]]:
         rows = kept + [r for r in (zoo.summarize_zoo_run(p.parent) for p in sorted(target.glob("*/seed*/results.json")))
                        if r is not None]
     if not rows:
-        raise UserError(f"runs={cfg.runs!r}: no run of an experiment=zoo_<model> recipe")
+        raise UserError(f"runs={cfg.runs!r}: no run of an experiment=zoo_<model> recipe as written")
     recipes = zoo.zoo_recipes()
     table = zoo.zoo_table(recipes, rows)
     md_path, json_path = run_dir / "zoo.md", run_dir / "zoo.json"
