@@ -203,7 +203,7 @@ def test_analyze_bad_name_is_one_line_with_the_choices(tmp_path):
     from cnnbench.errors import UserError
 
     with pytest.raises(UserError, match=r"analysis='layer_response' is not an analysis; valid choices: "
-                                        r"layer_responses, degradation, curves, scaling"):
+                                        r"layer_responses, degradation, curves, scaling, zoo"):
         _analyze(["analysis=layer_response"], tmp_path)
 
 
@@ -216,7 +216,7 @@ def test_analyze_cli_bare_name_and_bad_name_exit_2(tmp_path, monkeypatch, capsys
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["cnnbench analyze: error: analysis='nonsense' is not an analysis; valid choices: "
-                   "layer_responses, degradation, curves, scaling (cnnbench analyze layer_responses ckpt_path=…)"]
+                   "layer_responses, degradation, curves, scaling, zoo (cnnbench analyze layer_responses ckpt_path=…)"]
 
 
 def test_analyze_degradation_without_matching_runs(tmp_path):

@@ -8,7 +8,7 @@ decimal with three or more places (`0.9074`, `1.008`), or when a column's header
 quantity (`ms`, `images/s`, `%`, `ratio`, `accuracy`, `error`, `MACs`, `time`, …) and a cell of that column holds a
 number.
 
-**Weak check (every such table).** The table has an artifact: a path `docs/measurements/…` or `docs/claims/…`
+**Weak check (every such table).** The table has an artifact: a path `docs/measurements/…`, `docs/claims/…` or `docs/zoo/…`
 ending in .json, .csv, .log or .txt (a markdown link or a `code span`; relative to the page or to the
 repository) in the table itself or in the text around it — the 6 non-blank lines of text before the table and
 the 6 after it (lines of a fenced code block in between, typically the command, are read but not counted), not
@@ -71,10 +71,13 @@ EXEMPT_COLUMNS: dict[tuple[str, str, str], str] = {
     ("docs/performance.md", "network | published throughput (mixed precision, A100 80GB) | pipeline | "
      "images/s per core (this run) | cores per GPU", "cores per GPU"):
         "derived: the published throughput ÷ the measured per-core rate (both columns beside it)",
+    ("docs/zoo.md", "network | parameters | MACs / image | input | recipe (`experiment=`) | epochs | test top-1 (10k) | "
+     "public benchmark | wall time, CPU | command | artifact", "public benchmark"):
+        "the dataset's public benchmark table (zalandoresearch/fashion-mnist README, cited in the text)",
 }
 PAPER_COLUMN = re.compile(r"\bpaper", re.I)  # a column holding the papers' own numbers
 
-ARTIFACT = re.compile(r"(?:\.\./)?(?:docs/)?(?:measurements|claims)/[\w.\-/]+?\.(?:json|csv|log|txt)\b")
+ARTIFACT = re.compile(r"(?:\.\./)?(?:docs/)?(?:measurements|claims|zoo)/[\w.\-/]+?\.(?:json|csv|log|txt)\b")
 NUM = r"(?<![\w.\-])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"  # 1,049 and 0.9074, not "134," of "134, 119"
 UNIT = re.compile(NUM + r"(?=\s?(?:%|ms\b|s\b|min\b|h\b|img/s|images/s|[GMT]FLOP/s|M\s?MACs|MMACs|GMACs"
                         r"|×(?!\s?\d)))")
@@ -263,7 +266,7 @@ def problems(table: Table, tracked: frozenset[Path] | None) -> list[str]:
     links = artifact_paths(table)
     if not links:
         shown = ", ".join(sorted({n[2] for n in numbers})[:6])
-        return [f"measured numbers ({shown}, …) but no artifact under docs/measurements/ or docs/claims/ "
+        return [f"measured numbers ({shown}, …) but no artifact under docs/measurements/, docs/claims/ or docs/zoo/ "
                 f"linked in the table or within {CONTEXT_LINES} lines around it"]
     out, files = [], []
     for link in links:

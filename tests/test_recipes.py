@@ -16,6 +16,7 @@ EXPERIMENTS = ["resnet_cifar", "plain_vs_resnet_cifar", "resnet_imagenet", "vgg_
 CLAIM_EXPERIMENTS = ["claim_degradation", "claim_fmnist_base", "claim_inception_residual", "claim_compound_scaling",
                      "claim_aux_classifiers", "claim_residual_scaling", "claim_highway_vs_resnet",
                      "claim_compound_scaling_first"]
+ZOO_EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("zoo_*.yaml")) + ["fmnist_zoo_base"]  # docs/zoo.md
 
 
 def _cfg(experiment, extra=()):
@@ -26,7 +27,7 @@ def test_all_issue_experiments_exist():
     assert all((CONF / "experiment" / f"{e}.yaml").is_file() for e in EXPERIMENTS)
 
 
-@pytest.mark.parametrize("experiment", EXPERIMENTS + CLAIM_EXPERIMENTS)
+@pytest.mark.parametrize("experiment", EXPERIMENTS + CLAIM_EXPERIMENTS + ZOO_EXPERIMENTS)
 def test_every_number_cites_its_source(experiment):
     """Each line that sets a number carries a comment (the paper's section, or that it is reduced and why)."""
     import re

@@ -9,6 +9,11 @@
   (claims 3, 5, 6); writes <name>.json and <name>.png.
 - `scaling runs=<glob> [name=…]` — test accuracy vs MACs of a `claim.variant=<method>_<k>x` sweep
   (EfficientNet Fig. 3/8, claim 4).
+- `zoo runs=<glob> [copy_to=docs/zoo] [doc=docs/zoo.md]` — the model zoo's table (docs/zoo.md): one row per
+  `experiment=zoo_<model>` recipe from its runs; writes zoo.md and zoo.json. With `copy_to`, each finished run's
+  results.json + metrics.csv is first copied (paths trimmed) to `<copy_to>/<recipe>/seed<seed>/`, the table is
+  built from every artifact there and its numbers are written to `<copy_to>/zoo.json`; `doc=` writes the table
+  into that page between its zoo-table markers.
 
 `copy_to=<folder>` also copies the JSON and PNG there (e.g. docs/claims).
 """
@@ -206,8 +211,53 @@ def _required_runs(cfg: DictConfig, name: str) -> list[Path]:
     return runs
 
 
+def _zoo(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], list[Path]]:
+    from cnnbench.analysis import zoo
+
+    runs = []
+    for run in _required_runs(cfg, "zoo"):
+        if zoo.not_a_row(run):
+            print(f"cnnbench analyze: zoo: {run} left out: it changes the row ({' '.join(zoo.not_a_row(run))})",
+                  flush=True)
+        else:
+            runs.append(run)
+    rows = [r for r in (zoo.summarize_zoo_run(run) for run in runs) if r is not None]
+    copy_to = cfg.get("copy_to")
+    if copy_to:  # the committed artifacts are the table's source: copy the finished runs, then read them all
+        target = Path(absolute(str(copy_to)))
+        roots = [str(original_cwd()), str(Path(__file__).resolve().parents[2])]
+        for r in rows:
+            if r["test_acc1"] is not None and not r["artifact"]:
+                print(f"cnnbench analyze: zoo: {r['run_dir']} → {zoo.copy_artifact(Path(r['run_dir']), target, roots)}",
+                      flush=True)
+        kept = [r for r in rows if r["test_acc1"] is None and not r["artifact"]]  # unfinished runs keep their row
+        rows = kept + [r for r in (zoo.summarize_zoo_run(p.parent) for p in sorted(target.glob("*/seed*/results.json")))
+                       if r is not None]
+    if not rows:
+        raise UserError(f"runs={cfg.runs!r}: no run of an experiment=zoo_<model> recipe as written")
+    recipes = zoo.zoo_recipes()
+    table = zoo.zoo_table(recipes, rows)
+    md_path, json_path = run_dir / "zoo.md", run_dir / "zoo.json"
+    md_path.write_text(table)
+    summary = {"analysis": "zoo", "public_benchmark": {"source": zoo.PUBLIC_SOURCE,
+                                                       "rows": {k: {"row": v[0], "test_acc1": v[1]}
+                                                                for k, v in zoo.PUBLIC.items()}},
+               "table": zoo.table_numbers(recipes, rows), "runs": rows}
+    write_json(json_path, summary)
+    if copy_to:  # the table's numbers beside the artifacts (docs/zoo/zoo.json), without the machine's paths
+        roots = [str(original_cwd()), str(Path(__file__).resolve().parents[2])]
+        write_json(target / "zoo.json", zoo.trim(summary, zoo.prefix_re(roots)))
+    if cfg.get("doc"):
+        zoo.replace_table(Path(absolute(str(cfg.doc))), table)
+        print(f"cnnbench analyze: zoo: table written into {cfg.doc}", flush=True)
+    for r in rows:
+        acc = "—" if r["test_acc1"] is None else f"{r['test_acc1']:.4f}"
+        print(f"cnnbench analyze: zoo: {r['recipe']:<26} seed {r['seed']}  test acc1 {acc}  ({r['run_dir']})", flush=True)
+    return summary, [md_path, json_path]
+
+
 ANALYSES = {"layer_responses": _layer_responses, "degradation": _degradation, "curves": _curves,
-            "scaling": _scaling}
+            "scaling": _scaling, "zoo": _zoo}
 
 
 def analyze(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
@@ -218,7 +268,7 @@ def analyze(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
     run_dir = resolve_run_dir(run_dir)
     summary, files = ANALYSES[name](cfg, run_dir)
     copy_to = cfg.get("copy_to")
-    if copy_to:
+    if copy_to and name != "zoo":  # zoo copies its runs' artifacts itself
         target = Path(absolute(str(copy_to)))
         target.mkdir(parents=True, exist_ok=True)
         for f in files:
