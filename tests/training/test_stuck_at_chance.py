@@ -138,3 +138,12 @@ def test_train_records_the_warning_in_results(tmp_path, caplog):
     import json
 
     assert json.loads((tmp_path / "results.json").read_text())["stuck_at_chance"] == stuck
+
+
+def test_every_recipe_the_warning_names_exists():
+    from cnnbench.training.callbacks import ZOO_ROWS
+    from tests.helpers import CONF
+
+    missing = [row for row in ZOO_ROWS if not (CONF / "experiment" / f"zoo_{row}.yaml").is_file()]
+    assert not missing
+    assert sorted(ZOO_ROWS) == sorted(p.stem.removeprefix("zoo_") for p in (CONF / "experiment").glob("zoo_*.yaml"))
