@@ -18,20 +18,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
+from cnnbench.analysis.zoo import trim  # noqa: E402  (the one trim: strings with a machine prefix → "…")
+
 
 def prefixes() -> list[str]:
     found = {str(ROOT), os.path.expanduser("~"), tempfile.gettempdir(), "/tmp"}
     return sorted((p for p in found if p and p != "/"), key=len, reverse=True)
-
-
-def trim(value, prefix_re: re.Pattern):
-    if isinstance(value, dict):
-        return {k: trim(v, prefix_re) for k, v in value.items()}
-    if isinstance(value, list):
-        return [trim(v, prefix_re) for v in value]
-    if isinstance(value, str):
-        return prefix_re.sub("…", value)
-    return value
 
 
 def main() -> None:
