@@ -380,8 +380,8 @@ class StuckAtChance(Callback):
             bar = getattr(trainer, "progress_bar_callback", None)
             if bar is not None and getattr(bar, "is_enabled", False):
                 bar.print(message)  # above the progress bar, on a line of its own (tqdm.write)
-            else:
-                log.warning(message)
+            else:  # printed like cnnbench's other lines: seen whatever the logging config
+                print(message, flush=True)
 
 
 __all__ = ["RNGState", "Preemption", "NonFiniteLoss", "NonFiniteLossError", "GradNorm", "StuckAtChance", "zoo_recipe",
