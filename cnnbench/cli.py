@@ -150,8 +150,27 @@ def _completion(command: str | None, value: str) -> None:
     sys.exit(0)
 
 
+PRINT_ONLY = ("-h", "--help", "help", "--version", "-V", "-sc", "--shell-completion", "--cfg", "-c", "--info", "-i",
+              "--hydra-help")
+
+
+def _quiet_broken_pipe(args: list[str]) -> None:
+    """A line that only prints (`--help`, `--cfg job`, …) piped into `head` ends quietly, as Unix tools do, instead
+    of a BrokenPipeError traceback. Runs that train keep Python's default (an error, not a silent kill)."""
+    import signal
+
+    if argv_prints_only(args) and hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+
+
+def argv_prints_only(args: list[str]) -> bool:
+    return not args or any(a in PRINT_ONLY for a in args) or (args[0] == "profile" and "--list" in args)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
+    if argv is None:
+        _quiet_broken_pipe(args)
     if not args or args[0] in ("-h", "--help", "help"):
         print(usage())
         sys.exit(0 if args else 2)

@@ -184,3 +184,12 @@ def test_user_configs_from_dot_conf_config_dir_and_environment(tmp_path):
     assert listed.returncode == 2 and "did you mean my_recipe?" in listed.stderr
     missing = run(["train", "--config-dir", str(tmp_path / "nope")], tmp_path)
     assert missing.returncode == 2 and "--config-dir" in missing.stderr and "no such directory" in missing.stderr
+
+
+def test_printing_into_a_closed_pipe_ends_quietly(tmp_path):
+    """`cnnbench train --help | head -1`: no BrokenPipeError traceback (Unix tools end quietly)."""
+    cli = " ".join(CLI)
+    for args in ("--help", "train --help", "train --cfg job"):
+        out = subprocess.run(["bash", "-c", f"{cli} {args} | head -1"], cwd=tmp_path, env=ENV, capture_output=True,
+                             text=True, timeout=120)
+        assert out.stdout.strip() and "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, args
