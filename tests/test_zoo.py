@@ -196,6 +196,6 @@ def test_zoo_row_of_one_seed_says_so_and_the_public_gap():
            "resumed": True, "machine": "AMD EPYC, 2 cores (1 thread), avx2", "command": "cnnbench train x",
            "profile": {"params": 11_000_000, "macs": 3.7e7, "input_size": 32, "in_chans": 1}, "artifact": True}
     cells = row_cells("zoo_resnet18", [run])
-    assert cells["top1"] == "0.9400 (one seed: 42), -0.009 vs public" and cells["public"] == "0.949"
+    assert cells["top1"] == "0.9400 (one seed: 42), 0.009 below public" and cells["public"] == "0.949"
     assert cells["wall"].startswith("30 min (last sitting)") and cells["params"] == "11.00 M"
     assert row_cells("zoo_resnet18", [])["top1"] == "not yet run"

@@ -193,7 +193,7 @@ def row_cells(recipe: str, runs: list[dict[str, Any]], artifact_root: str = "zoo
         top1 = f"{accs[0]:.4f} (one seed: {seeds})"
     if public:
         gap = statistics.fmean(accs) - public[1]
-        top1 += f", {gap:+.3f} vs public"
+        top1 += f", {abs(gap):.3f} {'above' if gap >= 0 else 'below'} public"
     walls = [float(r["wall_s"]) for r in done if r.get("wall_s") is not None]
     wall = _minutes(walls) + (" (last sitting)" if any(r["resumed"] for r in done) else "")
     machines = sorted({r["machine"] for r in done})
@@ -222,6 +222,7 @@ def row_numbers(recipe: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
             "test_acc1_std": statistics.stdev(accs) if len(accs) > 1 else None,
             "public_test_acc1": public[1] if public else None,
             "gap_vs_public": statistics.fmean(accs) - public[1] if public else None,
+            "distance_to_public": abs(statistics.fmean(accs) - public[1]) if public else None,  # as the table prints it
             "params": prof.get("params"), "macs": prof.get("macs"), "input_size": prof.get("input_size"),
             "epochs": done[0].get("epochs"), "wall_s_mean": statistics.fmean(walls) if walls else None}
 
