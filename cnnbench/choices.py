@@ -1,6 +1,6 @@
 """The valid choices of the config keys that name a code path, in a module that imports nothing: the CLI checks
-a command line against them before torch loads (`cnnbench.config_schema`), and the code that implements each
-choice imports its tuple from here. The evaluation protocol choices live in `cnnbench.evaluation.choices`."""
+a command line against them before torch loads (`cnnbench.config_schema`); code that needs a tuple (to dispatch or
+to list the choices) imports it from here. The evaluation protocol choices live in `cnnbench.evaluation.choices`."""
 
 OPTIMIZERS = ("sgd", "rmsprop", "adamw", "rmsprop_tf")                                # optimizer.name
 SCHEDULES = ("onecycle", "cosine", "multistep", "exponential", "poly", "plateau", "constant")  # schedule.name
