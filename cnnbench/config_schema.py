@@ -149,6 +149,8 @@ class Rule:
         return self.valid() if callable(self.valid) else self.valid
 
 
+_AUGMENTATION = group_option("augmentation")  # benchmark.augmentations: a list of these
+
 RULES: list[Rule] = [
     Rule("seed", _int, "an integer"),
     Rule("resume", one_of(None, "auto"), "auto or null"),
@@ -216,8 +218,7 @@ RULES: list[Rule] = [
     Rule("source", *code_choices("cnnbench.choices:WEIGHT_SOURCES")),
     Rule("benchmark.mode", *each_of("cnnbench.choices:BENCHMARK_MODES")),
     Rule("benchmark.sources", *each_of("cnnbench.choices:BENCHMARK_SOURCES")),
-    Rule("benchmark.augmentations", lambda v: all(group_option("augmentation")[0](a) for a in v),
-         lambda: group_option("augmentation")[1]()),
+    Rule("benchmark.augmentations", lambda v: all(_AUGMENTATION[0](a) for a in v), _AUGMENTATION[1]),
     Rule("benchmark.steps", lambda v: _int(v) and v >= 2, "an integer >= 2"),
     Rule("benchmark.rounds", pos_int, "an integer >= 1"),
     Rule("benchmark.warmup", nonneg_int, "an integer >= 0"),

@@ -29,13 +29,6 @@ def _run_dir(task: str, run_name: str | None) -> str:
     return f"outputs/{task}/{datetime.now():%Y-%m-%d}/{datetime.now():%H-%M-%S-%f}"
 
 
-def conf_dir() -> str:
-    """The packaged config directory (the user's own come first: `cnnbench.config_paths`)."""
-    from cnnbench.config_paths import packaged_conf_dir
-
-    return str(packaged_conf_dir())
-
-
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("cnnbench_run_dir"):
         OmegaConf.register_new_resolver("cnnbench_run_dir", _run_dir, use_cache=True)
