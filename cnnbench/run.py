@@ -248,18 +248,20 @@ def _sweep_job() -> tuple[str, int] | None:
 
 
 def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> list:
-    """Progress bar, checkpointing (best on `checkpoint.monitor`, last, every N steps), the reliability
-    callbacks (docs/reliability.md) and the recipe's own (weight averaging, conditional warm-up)."""
-    from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+    """Progress (a bar, or a periodic line under a pipe), checkpointing (best on `checkpoint.monitor`, last,
+    every N steps), the reliability callbacks (docs/reliability.md), the learning-rate and speed monitors
+    (docs/observability.md) and the recipe's own (weight averaging, conditional warm-up)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
 
     from cnnbench.testing.faults import FaultInjection
     from cnnbench.training.callbacks import GradNorm, NonFiniteLoss, Preemption, RNGState, StuckAtChance
+    from cnnbench.training.monitors import RunSpeed, lr_monitor, progress_callback
     from cnnbench.training.recipe_callbacks import build_recipe_callbacks
 
     ckpt_dir = run_dir / "checkpoints"
     callbacks: list = []
     if cfg.trainer.get("enable_progress_bar", True):
-        callbacks.append(TQDMProgressBar(refresh_rate=20))
+        callbacks.append(progress_callback())  # a bar on a terminal, a line every 30 s under a pipe
     if has_val and cfg.checkpoint.monitor:
         callbacks.append(ModelCheckpoint(
             dirpath=ckpt_dir, filename="best-epoch{epoch:03d}-acc{val/acc1:.4f}", monitor=cfg.checkpoint.monitor,
@@ -275,7 +277,8 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> list:
     fault = FaultInjection.from_env()  # CNNBENCH_FAULT: the fault tests only
     if fault is not None:
         callbacks.append(fault)
-    callbacks += [RNGState(), Preemption(ckpt_dir), NonFiniteLoss(str(cfg.loss.get("on_nonfinite", "stop")))]
+    callbacks += [RNGState(), Preemption(ckpt_dir), NonFiniteLoss(str(cfg.loss.get("on_nonfinite", "stop"))),
+                  lr_monitor(), RunSpeed()]  # the schedule and the speed in every log (training/monitors.py)
     if cfg.get("log_grad_norm"):
         callbacks.append(GradNorm())
     stuck = cfg.get("stuck_at_chance") or {}

@@ -36,6 +36,7 @@ from cnnbench.training.callbacks import (
     zoo_recipe,
 )
 from cnnbench.training.loggers import finish_loggers
+from cnnbench.training.monitors import RunSpeed
 from cnnbench.training.module import ClassificationModule
 
 log = logging.getLogger("cnnbench")
@@ -228,6 +229,9 @@ def _results(cfg: DictConfig, trainer: L.Trainer, dm: ImageDataModule, module: C
     }
     if outcome.stopped:
         results["stopped"] = outcome.stopped
+    speed = next((cb for cb in trainer.callbacks if isinstance(cb, RunSpeed)), None)
+    if speed is not None and speed.summary() is not None:
+        results["speed"] = speed.summary()  # means over the run (training/monitors.py)
     stuck = next((cb for cb in trainer.callbacks if isinstance(cb, StuckAtChance)), None)
     if stuck is not None and stuck.report is not None:
         results["stuck_at_chance"] = stuck.report  # the warning line and its numbers (docs/reliability.md)

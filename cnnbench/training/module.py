@@ -207,8 +207,9 @@ class ClassificationModule(L.LightningModule):
             # stepped after each validation on the monitored metric (val/acc1 ⇔ validation error)
             return {"optimizer": optimizer, "lr_scheduler": {
                 "scheduler": scheduler, "interval": "epoch", "frequency": 1,
-                "monitor": str(schedule.get("monitor", "val/acc1")), "strict": True}}
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+                "monitor": str(schedule.get("monitor", "val/acc1")), "strict": True, "name": "lr"}}
+        # "name": the learning-rate monitor's key, lr (lr/<group> for named parameter groups)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "lr"}}
 
     def on_train_start(self) -> None:
         planned = getattr(self, "_planned_steps", None)

@@ -27,10 +27,11 @@ def param_groups(model: nn.Module, weight_decay: float, no_decay_bn: bool, no_de
                 continue
             skip = (is_norm and no_decay_bn) or (not is_norm and name == "bias" and no_decay_bias)
             (no_decay if skip else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    return groups
+    if not no_decay:
+        return [{"params": decay, "weight_decay": weight_decay}]
+    # named, so the learning-rate monitor logs lr/decay and lr/no_decay (training/monitors.py)
+    return [{"params": decay, "weight_decay": weight_decay, "name": "decay"},
+            {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"}]
 
 
 class RMSpropTF(torch.optim.Optimizer):
