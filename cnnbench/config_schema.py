@@ -203,6 +203,7 @@ RULES: list[Rule] = [
     Rule("split", *code_choices("cnnbench.evaluation.choices:SPLITS")),
     Rule("eval.mode", *code_choices("cnnbench.evaluation.choices:MODES")),
     Rule("eval.twelve", *code_choices("cnnbench.evaluation.choices:TWELVE")),
+    Rule("eval.views", *code_choices("cnnbench.evaluation.choices:VIEWS")),
     Rule("eval.aggregate", *code_choices("cnnbench.evaluation.choices:AGGREGATES")),
     Rule("eval.weights", *code_choices("cnnbench.evaluation.choices:WEIGHTS")),
     Rule("topk", pos_int, "an integer >= 1"),

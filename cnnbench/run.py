@@ -81,6 +81,7 @@ def build_datamodule(cfg: DictConfig, *, data: dict[str, Any] | None = None,
 def build_module(cfg: DictConfig, dm, lr: float | None = None):
     """The LightningModule of cfg.model/optimizer/schedule/loss for the data of `dm`; `lr` defaults to
     `optimizer.lr` scaled to the global batch (`optimizer.scale_lr`)."""
+    from cnnbench.data.transforms import training_geometry
     from cnnbench.training.module import ClassificationModule
     from cnnbench.training.optim import scaled_lr
 
@@ -94,6 +95,7 @@ def build_module(cfg: DictConfig, dm, lr: float | None = None):
         optimizer=optimizer_cfg, schedule=OmegaConf.to_container(cfg.schedule, resolve=True),
         loss=OmegaConf.to_container(cfg.loss, resolve=True), lr=lr,
         channels_last=bool(cfg.hardware.get("channels_last", False)),
+        augmentation=training_geometry(OmegaConf.to_container(cfg.augmentation, resolve=True), dm.image_size),
     )
 
 

@@ -13,7 +13,8 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from cnnbench.checkpoint import check_compatible
 from cnnbench.errors import UserError
-from cnnbench.evaluation.engine import SplitReader, load_ensemble, make_plan, plan_members, scoring
+from cnnbench.evaluation.cost import cost_line, seconds_per_image
+from cnnbench.evaluation.engine import SplitReader, load_ensemble, make_plan, plan_members, protocol_note, scoring
 from cnnbench.evaluation.paper import paper_reference
 from cnnbench.models import model_info
 from cnnbench.run import (
@@ -35,7 +36,8 @@ def markdown_row(result: dict[str, Any]) -> tuple[str, str]:
 
     header = ("| model | data | crops | mode | models | images | top-1 err % | top-5 err % | paper top-1 err % "
               "| paper top-5 err % |\n|---|---|---|---|---|---|---|---|---|---|")
-    row = (f"| {result['model']} | {result['data']}/{result['split']} | {result['crops']} | {result['mode']} | "
+    crops = result["crops"] if result.get("views", "protocol") == "protocol" else f"train ({result['views_per_image']})"
+    row = (f"| {result['model']} | {result['data']}/{result['split']} | {crops} | {result['mode']} | "
            f"{len(result['models'])} | {result['n_images']} | {pct(result['top1_err'])} | "
            f"{pct(result.get('top5_err'))} | {pct(paper.get('top1_err'))} | {pct(paper.get('top5_err'))} |")
     return header, row
@@ -90,23 +92,22 @@ def evaluate(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
         raise UserError("split=val but data.val_split is 0")
     plans = _plans(members, ev, crops, forced_size, dm.native_size)
 
+    note = protocol_note(ev, crops, first.record)
+    if note:
+        print(f"cnnbench eval: note: {note}", flush=True)
     scorer, loader = scoring(cfg, members, plans, SplitReader(data), len(data), batch_size=int(ev.get("batch_size", 256)),
                              num_workers=int(cfg.data.num_workers),
                              precision=str(cfg.get("trainer", {}).get("precision", "32-true")))
     device = scorer.device
     k = min(int(cfg.get("topk", 5)), dm.num_classes)
-    acc1 = MulticlassAccuracy(dm.num_classes, top_k=1, average="micro")
-    acck = MulticlassAccuracy(dm.num_classes, top_k=k, average="micro")
     name = "+".join(m.name for m in members)
-    t_scoring = time.time()
-    progress = bool(ev.get("progress", True))
-    for probs, labels, _, _ in scorer.run(loader, progress=progress, desc=f"eval {name}"):
-        acc1.update(probs, labels)
-        acck.update(probs, labels)
-    scoring_s = time.time() - t_scoring
-
-    a1, ak = float(acc1.compute()), float(acck.compute())
     views = sum(plans[m.plan].views_per_image() for m in members)
+    print(cost_line(views_per_image=views, n_images=len(data), crops=crops, split=split, model=name,
+                    views=str(ev.get("views", "protocol")),
+                    per_image_s=seconds_per_image(scorer, loader.dataset, loader.batch_size)), flush=True)
+    t_scoring = time.time()
+    a1, ak = _accuracy(scorer, loader, dm.num_classes, k, bool(ev.get("progress", True)), f"eval {name}")
+    scoring_s = time.time() - t_scoring
     result: dict[str, Any] = {
         "acc1": a1,
         f"acc{k}": ak,
@@ -115,6 +116,7 @@ def evaluate(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
         "n_images": len(data),
         "crops": crops,
         "mode": plans[0].mode,
+        "views": str(ev.get("views", "protocol")),
         "scales": {m.name: list(plans[m.plan].pixel_scales()) for m in members}
         if plans[0].parts() != ["single"] else None,
         "aggregate": scorer.aggregate,
@@ -140,6 +142,22 @@ def evaluate(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
     return result
 
 
+def _protocol(result: dict[str, Any]) -> str:
+    if result.get("views") == "train":
+        return "views=train"
+    return f"crops={result['crops']}, mode={result['mode']}"
+
+
+def _accuracy(scorer, loader, num_classes: int, k: int, progress: bool, desc: str) -> tuple[float, float]:
+    """Top-1 and top-k over the loader's images (torchmetrics), with progress."""
+    acc1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+    acck = MulticlassAccuracy(num_classes, top_k=k, average="micro")
+    for probs, labels, _, _ in scorer.run(loader, progress=progress, desc=desc):
+        acc1.update(probs, labels)
+        acck.update(probs, labels)
+    return float(acc1.compute()), float(acck.compute())
+
+
 def _write_and_print(result: dict[str, Any], run_dir, k: int) -> None:
     """eval.json, eval.md (the papers' table row) and the one-line summary."""
     header, row = markdown_row(result)
@@ -147,7 +165,7 @@ def _write_and_print(result: dict[str, Any], run_dir, k: int) -> None:
     write_json(run_dir / "eval.json", result)
     (run_dir / "eval.md").write_text(header + "\n" + row + "\n")
     print(f"cnnbench eval: {result['model']} on {result['data']}/{result['split']} ({result['n_images']} images, "
-          f"crops={result['crops']}, mode={result['mode']}, {result['views_per_image']} views/image) — "
+          f"{_protocol(result)}, {result['views_per_image']} views/image) — "
           f"acc1 {result['acc1']:.4f}, acc{k} {result[f'acc{k}']:.4f} → {run_dir / 'eval.json'}", flush=True)
     print(header + "\n" + row, flush=True)
 

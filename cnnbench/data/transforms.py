@@ -232,16 +232,40 @@ def post_crop_steps(aug) -> list:
     return flip + _colour(aug) + (_policy(aug) if aug.name == "efficientnet" else [])
 
 
+PAD_CROP_AUGMENTATIONS = ("pad_crop_flip", "cifar")
+RANDOM_RESIZED_CROP_AUGMENTATIONS = ("random_resized_crop", "googlenet", "inception", "efficientnet")
+SCALE_JITTER_AUGMENTATIONS = ("scale_jitter", "resnet_imagenet", "vgg")
+SCALE_AUGMENTATIONS = RANDOM_RESIZED_CROP_AUGMENTATIONS + SCALE_JITTER_AUGMENTATIONS
+
+
+def pad_pixels(aug, image_size: int) -> int:
+    """The pad of a pad-crop augmentation at this input size (He et al. 2015 §4.2: 4 px at 32, kept in
+    proportion when the augmentation names its `reference_size`)."""
+    pad = int(aug["pad"])
+    if aug.get("reference_size"):
+        pad = max(1, round(pad * image_size / float(aug["reference_size"])))
+    return pad
+
+
+def training_geometry(aug, image_size: int) -> dict:
+    """What a checkpoint records of its training augmentation, for choosing test-time views: the kind
+    (`scale`: random-resized crops or scale jittering; `pad_crop`: shifted crops of a padded image; `none`),
+    the pad in pixels, the flips, the input size and the augmentation's own settings."""
+    name = str(aug["name"])
+    kind = "pad_crop" if name in PAD_CROP_AUGMENTATIONS else "scale" if name in SCALE_AUGMENTATIONS else "none"
+    return {"name": name, "kind": kind, "input_size": int(image_size), "hflip": bool(aug.get("hflip", False)),
+            "pad": pad_pixels(aug, image_size) if kind == "pad_crop" else 0,
+            "settings": {k: v for k, v in dict(aug).items() if k != "name"}}
+
+
 def train_transform(aug, image_size: int, native_size: int | None, crop_pct: float) -> A.Compose:
     name = aug.name
     flip = [A.HorizontalFlip(p=0.5)] if aug.get("hflip", False) else []
     if name == "none":
         return eval_transform(image_size, native_size, crop_pct)
-    if name in ("pad_crop_flip", "cifar"):
+    if name in PAD_CROP_AUGMENTATIONS:
         base = list(eval_transform(image_size, native_size, crop_pct).transforms)
-        pad = int(aug.pad)
-        if aug.get("reference_size"):  # He et al. pad 4 at 32 px: keep the proportion at other sizes
-            pad = max(1, round(pad * image_size / float(aug.reference_size)))
+        pad = pad_pixels(aug, image_size)
         return A.Compose(
             base
             + [
@@ -250,8 +274,8 @@ def train_transform(aug, image_size: int, native_size: int | None, crop_pct: flo
             ]
             + flip
         )
-    if name in ("random_resized_crop", "googlenet", "inception", "efficientnet"):
+    if name in RANDOM_RESIZED_CROP_AUGMENTATIONS:
         return A.Compose([_random_resized_crop(aug, image_size)] + post_crop_steps(aug))
-    if name in ("scale_jitter", "resnet_imagenet", "vgg"):
+    if name in SCALE_JITTER_AUGMENTATIONS:
         return A.Compose(_scale_jitter(aug, image_size) + post_crop_steps(aug))
     raise ConfigError(f"unknown augmentation {name!r}; valid choices: {', '.join(AUGMENTATIONS)}")

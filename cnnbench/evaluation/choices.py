@@ -7,5 +7,6 @@ TWELVE = ("one_square", "four_scales")        # eval.twelve (the two readings of
 AGGREGATES = ("softmax_mean", "logit_mean")   # eval.aggregate
 WEIGHTS = ("averaged", "raw")                 # eval.weights
 SPLITS = ("test", "val")                      # split=
+VIEWS = ("protocol", "train")                 # eval.views: the papers' protocol, or views from the training geometry
 
-__all__ = ["AGGREGATES", "CROP_CHOICES", "MODES", "SPLITS", "TWELVE", "WEIGHTS"]
+__all__ = ["AGGREGATES", "CROP_CHOICES", "MODES", "SPLITS", "TWELVE", "VIEWS", "WEIGHTS"]

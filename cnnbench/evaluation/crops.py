@@ -19,6 +19,11 @@ Protocols (`crops=`), sizes at the papers' reference resolution (224, or 299 for
 - 50:  VGG multi-crop: a 5×5 regular grid × mirror per scale (150 over VGG's three scales);
 - 144: GoogLeNet: 4 scales × 3 squares (left/center/right or top/center/bottom) × (4 corners +
        center + the square resized) × mirror.
+
+`eval.views=train` on a network trained with pad-crop-flip (He et al. 2015 §4.2) uses none of these: its
+views are the training geometry's own, the image padded by the training pad and cut at the 3×3 grid of
+shifts {0, pad, 2·pad}² (the center crop is the unshifted image), each mirrored when training flipped
+(`shifted_crops`).
 """
 from __future__ import annotations
 
@@ -167,6 +172,12 @@ def default_scales(crops: int, mode: str, twelve: str = "one_square") -> tuple[i
     return (TEN_CROP_SCALE,)
 
 
+def shift_offsets(pad: int) -> list[tuple[int, int]]:
+    """(left, top) of the 3×3 grid of crops of an image padded by `pad` on each side, row by row."""
+    steps = (0, pad, 2 * pad)
+    return [(x, y) for y in steps for x in steps]
+
+
 # -- pixels --------------------------------------------------------------------------------------------
 def resize_short(image: np.ndarray, short: int) -> np.ndarray:
     """Bilinear resize (OpenCV, like the training pipelines) so that the short side is `short`."""
@@ -199,3 +210,14 @@ def extract(image: np.ndarray, views: Sequence[View]) -> list[np.ndarray]:
                                             interpolation=cv2.INTER_AREA), img)
         out.append(np.ascontiguousarray(img))
     return out
+
+
+def shifted_crops(image: np.ndarray, pad: int, flip: bool) -> list[np.ndarray]:
+    """The pad-crop-flip training geometry as test-time views of an HWC uint8 image: zero-padded by `pad`
+    (the training pipeline's constant 0 border), the nine crops of `shift_offsets`, then their mirrors."""
+    h, w = image.shape[:2]
+    padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)))
+    crops = [padded[top:top + h, left:left + w] for left, top in shift_offsets(pad)]
+    if flip:
+        crops += [c[:, ::-1] for c in crops]
+    return [np.ascontiguousarray(c) for c in crops]

@@ -25,7 +25,7 @@ from cnnbench.data.transforms import eval_transform
 from cnnbench.errors import UserError
 from cnnbench.evaluation.aggregate import aggregate_views, average
 from cnnbench.evaluation.choices import AGGREGATES, CROP_CHOICES, MODES, TWELVE, WEIGHTS
-from cnnbench.evaluation.crops import default_scales, extract, protocol_views, whole_views
+from cnnbench.evaluation.crops import default_scales, extract, protocol_views, shifted_crops, whole_views
 from cnnbench.models import model_info
 
 
@@ -93,6 +93,8 @@ class ViewPlan:
     flip: bool = True
     twelve: str = "one_square"
     gray: bool = False  # convert colour input to gray first (networks trained on gray images)
+    shift_pad: int = 0  # > 0: eval.views=train on a pad-crop checkpoint — the shifted crops of the single view
+    shift_flip: bool = False  # … and their mirrors (the training flipped)
 
     @property
     def factor(self) -> float:
@@ -111,7 +113,10 @@ class ViewPlan:
         return tuple(self.px(s) for s in self.reference_scales())
 
     def parts(self) -> list[str]:
-        """'single' (center view), 'crops' (a protocol) and/or 'whole' (fully-convolutional)."""
+        """'single' (center view), 'crops' (a protocol) and/or 'whole' (fully-convolutional); 'shifted' (the
+        training geometry's shifted crops) alone."""
+        if self.shift_pad:
+            return ["shifted"]
         parts = []
         if self.mode in ("multiscale", "dense"):
             parts.append("whole")
@@ -139,6 +144,8 @@ class ViewPlan:
         for part in self.parts():
             if part == "single":
                 n += 1
+            elif part == "shifted":
+                n += 9 * (2 if self.shift_flip else 1)
             elif part == "crops":
                 s = max(self.pixel_scales())
                 n += len(protocol_views(self.crops, (s, s), self.image_size, self.pixel_scales(), self.flip,
@@ -155,6 +162,8 @@ class ViewPlan:
                 n += sum((s / self.image_size) ** 2 * 4 / 3 for s in self.pixel_scales()) * (2 if self.flip else 1)
             elif part == "single":
                 n += 1
+            elif part == "shifted":
+                n += self.views_per_image()
             else:
                 n += self.views_per_image() - (len(whole_views(self.pixel_scales(), self.flip))
                                                if "whole" in self.parts() else 0)
@@ -168,9 +177,11 @@ class ViewPlan:
             image = np.round(image.mean(axis=2, keepdims=True)).astype(np.uint8)
         groups: list[tuple[int, torch.Tensor]] = []
         for p, part in enumerate(self.parts()):
-            if part == "single":
+            if part in ("single", "shifted"):
                 out = _single_view(self.image_size, self.native_size, self.crop_pct)(image=image)["image"]
                 arrays = [out[..., None] if out.ndim == 2 else out]
+                if part == "shifted":
+                    arrays = shifted_crops(arrays[0], self.shift_pad, self.shift_flip)
             elif part == "crops":
                 views = protocol_views(self.crops, image.shape[:2], self.image_size, self.pixel_scales(),
                                        self.flip, self.twelve)
@@ -210,11 +221,44 @@ def make_plan(cfg_eval: Any, crops: int, record: dict[str, Any], image_size: int
         if not scales or min(scales) <= 0:
             raise UserError(f"eval.scales={list(scales)}; give positive short sides, e.g. [256,384,512]")
     name = record["model"]["name"]
+    shift_pad, shift_flip = 0, False
+    if str(cfg_eval.get("views", "protocol")) == "train":
+        crops, mode, shift_pad, shift_flip = train_views(record, crops, mode)
     plan = ViewPlan(image_size=int(image_size), crop_pct=float(record.get("crop_pct", 1.0)), native_size=native_size,
                     reference=reference_size(name), crops=int(crops), mode=mode, scales=scales,
-                    flip=bool(cfg_eval.get("flip", True)), twelve=twelve, gray=gray)
+                    flip=bool(cfg_eval.get("flip", True)), twelve=twelve, gray=gray, shift_pad=shift_pad,
+                    shift_flip=shift_flip)
     plan.validate(model_info(name).min_input_size)
     return plan
+
+
+def train_views(record: dict[str, Any], crops: int, mode: str) -> tuple[int, str, int, bool]:
+    """`eval.views=train`: (crops, mode, shift pad, shift flip) from the checkpoint's training geometry —
+    pad-crop: the shifted crops of the padded image (and mirrors); scale augmentation: the protocol asked for;
+    no augmentation: the single view."""
+    geometry = record.get("augmentation")
+    if not geometry:
+        raise UserError("eval.views=train needs the training augmentation recorded in the checkpoint, and this one "
+                        "has none (trained before cnnbench recorded it); use eval.views=protocol")
+    if geometry["kind"] == "pad_crop":
+        return 1, "crops", max(1, int(geometry["pad"])), bool(geometry["hflip"])
+    if geometry["kind"] == "none":
+        return 1, "crops", 0, False
+    return crops, mode, 0, False
+
+
+def protocol_note(cfg_eval: Any, crops: int, record: dict[str, Any]) -> str | None:
+    """One line when a multi-scale/multi-crop protocol meets a checkpoint trained without scale augmentation
+    (the papers' protocols assume scale-augmented training), naming `eval.views=train`."""
+    geometry = record.get("augmentation")
+    multi = int(crops) > 1 or str(cfg_eval.get("mode", "crops")) != "crops"
+    if not multi or not geometry or geometry["kind"] == "scale" or str(cfg_eval.get("views")) == "train":
+        return None
+    trained = (f"{geometry['name']} (pad {geometry['pad']} px)" if geometry["kind"] == "pad_crop"
+               else "no augmentation")
+    return (f"this checkpoint was trained at {geometry['input_size']} px with {trained}, without scale "
+            f"augmentation; the papers' multi-crop and multi-scale views assume scale-augmented training and may "
+            f"lower its accuracy — eval.views=train uses views from its training geometry instead")
 
 
 def plan_members(members: Sequence[Member], plan_of) -> list[ViewPlan]:
@@ -305,7 +349,8 @@ class ViewDataset(Dataset):
         return [(g, p, t) for g, plan in enumerate(self.plans) for p, t in plan.build(image)], label, i
 
 
-def _collate(items):
+def collate_views(items):
+    """A loader batch of `ViewDataset` items: (per-image view groups, labels, indices)."""
     groups, labels, index = zip(*items, strict=True)
     return list(groups), torch.tensor(labels, dtype=torch.long), list(index)
 
@@ -319,7 +364,7 @@ def view_loader(dataset: ViewDataset, plans: Sequence[ViewPlan], batch_size: int
     cost = sum(p.cost_per_image() for p in plans)
     images = max(1, min(int(batch_size), int(crop_batch // max(cost, 1.0))))
     return DataLoader(dataset, batch_size=images, shuffle=False, num_workers=int(num_workers),
-                      collate_fn=_collate, pin_memory=pin_memory, worker_init_fn=_limit_worker_threads)
+                      collate_fn=collate_views, pin_memory=pin_memory, worker_init_fn=_limit_worker_threads)
 
 
 # -- scoring -------------------------------------------------------------------------------------------
@@ -389,11 +434,11 @@ class Scorer:
         return probs, ok
 
     def run(self, loader: DataLoader, progress: bool = True, desc: str = "eval") -> Iterator[tuple]:
-        """Yield (probabilities, labels, indices, ok) per loader batch, with a progress bar."""
-        from tqdm import tqdm
+        """Yield (probabilities, labels, indices, ok) per loader batch, with progress (a bar on a terminal, a
+        line every 30 s under a pipe)."""
+        from cnnbench.progress import counter
 
-        bar = tqdm(total=len(loader.dataset), desc=desc, unit="img", disable=not progress, leave=False,
-                   dynamic_ncols=True)
+        bar = counter(len(loader.dataset), desc, unit="img", disable=not progress)
         try:
             for groups, labels, index in loader:
                 probs, ok = self.score(groups)

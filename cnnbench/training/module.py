@@ -96,6 +96,7 @@ class ClassificationModule(L.LightningModule):
         loss: dict[str, Any] | None = None,
         lr: float | None = None,
         channels_last: bool = False,
+        augmentation: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -266,4 +267,6 @@ def checkpoint_record(hparams) -> dict[str, Any]:
         "crop_pct": float(hparams["crop_pct"]),
         "data": hparams["data_name"],
         "data_config": dict(hparams.get("data_config") or {}),  # eval's default data (name, root, split …)
+        # the training augmentation's geometry (data.transforms.training_geometry): eval picks views that fit it
+        "augmentation": dict(hparams["augmentation"]) if hparams.get("augmentation") else None,
     }

@@ -18,6 +18,8 @@ import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.callbacks.progress import ProgressBar
 
+from cnnbench.progress import duration, is_terminal
+
 SPEED_KEYS = ("speed/train_images_per_s", "speed/step_images_per_s", "speed/loader_images_per_s",
               "speed/data_wait_share")
 
@@ -132,13 +134,6 @@ class RunSpeed(Callback):
         }
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
-
-
 class LineProgress(ProgressBar):
     """Progress for a pipe or a log file: one line every `every_s` seconds and at each epoch's end (epoch,
     step of the run, loss, images/s, elapsed, estimated time left), with validation's top-1 — where a terminal
@@ -186,11 +181,12 @@ class LineProgress(ProgressBar):
         step, total = int(trainer.global_step), trainer.estimated_stepping_batches
         elapsed = now - self._t0
         done = step - self._step0
-        parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
+        epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else "?"
+        parts = [f"epoch {trainer.current_epoch + 1}/{epochs}"]
         if isinstance(total, (int, float)) and total not in (0, float("inf")):
             parts.append(f"step {step}/{int(total)} ({100 * step / total:.0f}%)")
             if done > 0:
-                parts.append(f"eta {_duration(elapsed / done * (total - step))}")
+                parts.append(f"eta {duration(elapsed / done * (total - step))}")
         else:
             parts.append(f"step {step}")
         metrics = trainer.callback_metrics
@@ -198,7 +194,7 @@ class LineProgress(ProgressBar):
             parts.append(f"loss {float(metrics['train/loss']):.4f}")
         if "speed/train_images_per_s" in metrics:
             parts.append(f"{float(metrics['speed/train_images_per_s']):.0f} img/s")
-        parts.append(f"elapsed {_duration(elapsed)}")
+        parts.append(f"elapsed {duration(elapsed)}")
         return "train: " + " · ".join(parts)
 
 
@@ -206,7 +202,6 @@ def progress_callback(every_s: float = 30.0, stream=None) -> ProgressBar:
     """Lightning's bar on a terminal (stderr), a periodic line otherwise."""
     from lightning.pytorch.callbacks import TQDMProgressBar
 
-    target = stream or sys.stderr
-    if getattr(target, "isatty", lambda: False)():
+    if is_terminal(stream):
         return TQDMProgressBar(refresh_rate=20)
     return LineProgress(every_s=every_s, stream=stream)
