@@ -36,7 +36,8 @@ def documented_commands() -> list[tuple[str, str]]:
                 pending = text[:-1] + " "
                 continue
             pending = ""
-            match = re.search(r"(?:^|\s|/|-m )cnnbench (\S.*)$", text)
+            # "cnnbench eval: …" is a line of cnnbench's output shown in the doc, not a command
+            match = re.search(r"(?:^|\s|/|-m )cnnbench (?![\w-]+: )(\S.*)$", text)
             if match and not text.startswith("#"):
                 found.append((doc.name, "cnnbench " + match.group(1).strip()))
     return found
