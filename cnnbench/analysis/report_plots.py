@@ -98,7 +98,7 @@ def _save_with_run_legend(plt, fig, handles, labels: list[str], path: Path) -> N
     entry_pt = 4.6 * max((len(label) for label in labels), default=1) + 40  # 8 pt text + the line sample
     ncol = max(1, min(len(labels), int(0.95 * 72 * fig.get_figwidth() // entry_pt)))
     nrows = math.ceil(len(labels) / ncol)
-    bottom = min(0.45, (0.25 + 0.2 * nrows) / fig.get_figheight())  # inches → figure fraction
+    bottom = min(0.45, (0.17 + 0.2 * nrows) / fig.get_figheight())  # inches → figure fraction
     if labels:
         fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False, title="runs",
                    title_fontsize=8)

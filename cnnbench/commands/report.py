@@ -1,9 +1,15 @@
 """`cnnbench report runs=<glob>`: many runs (a sweep, several evals) in one markdown table and PNG plots.
 
 Every directory matched by the glob, or below it, that holds a `results.json` (train), an `eval.json`
-or a `metrics.csv` is one run. Written to the run dir: `report.md` (the table, the plots linked),
-`curves.png` (training loss and validation top-1 per epoch, one line per run) and `paper.png`
-(top-1 error per run, ours beside the paper's where `model_info` has a number for that setting).
+or a `metrics.csv` is one run. Each run is labelled by the settings that differ between the runs, `key=value`
+sorted (`optimizer.lr=0.05 seed=43`): from Hydra's record of its overrides (`.hydra/overrides.yaml`), else its
+composed config (`.hydra/config.yaml`, paths and bookkeeping keys left out), else results.json's model, data,
+seed, lr_base …; the run dir's name when nothing differs (cnnbench/analysis/runs.py). Written to the run dir:
+`report.md` (the table: accuracies, the paper's error, train images/s, wall minutes; "—" for what a run did
+not record), `curves.png` (training loss and learning rate per step, validation top-1 per epoch; a learning-rate
+panel only when a run logged `lr` or `lr/<group>`), `paper.png` (top-1 error by the differing settings, ours
+beside the paper's where `model_info` has a number for that setting) and `report.json`
+(cnnbench/analysis/report_plots.py draws the figures).
 """
 from __future__ import annotations
 
