@@ -134,7 +134,8 @@ def report(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
         plots.append("curves.png")
     if plot_errors(rows, run_dir / "paper.png", compared):
         plots.append("paper.png")
-    md = ["# cnnbench report", "", f"runs: `{pattern}` ({len(rows)} runs)", "", table, ""]
+    differ = f", differing in {', '.join(f'`{k}`' for k in compared)}" if compared else ""
+    md = ["# cnnbench report", "", f"runs: `{pattern}` ({len(rows)} runs{differ})", "", table, ""]
     md += [f"![{p}]({p})" for p in plots]
     (run_dir / "report.md").write_text("\n".join(md) + "\n")
     summary = {"runs": [{k: v for k, v in r.items() if k != "metrics"} for r in rows], "plots": plots,

@@ -89,6 +89,7 @@ def test_a_two_job_sweep_is_labelled_by_the_override_that_differs(tmp_path, figu
     out = _report(tmp_path, f"{sweep}/*")
     labels = [f"optimizer.lr={lr}" for lr in lrs]
     assert [r["run"] for r in out["runs"]] == labels and out["compared"] == ["optimizer.lr"]
+    assert "(2 runs, differing in `optimizer.lr`)" in (tmp_path / "report" / "report.md").read_text()
     rows = _table(tmp_path)
     assert [r["run"] for r in rows] == labels
     assert [r["train images/s"] for r in rows] == [f"{s:,.0f}" for s in speeds]
