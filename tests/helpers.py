@@ -117,3 +117,67 @@ def stage_shapes(model, size: int) -> dict[str, tuple[int, ...]]:
     for h in hooks:
         h.remove()
     return shapes
+
+
+def write_metrics_csv(path: Path, *, epochs: int = 3, steps_per_epoch: int = 20, lr: float = 0.1,
+                      lr_groups: tuple[str, ...] = (), new_columns: bool = True, val: bool = True,
+                      noise_seed: int = 0) -> None:
+    """A metrics.csv in the CSV logger's layout (one row per logging call, the other cells empty): per step
+    `train/loss` and, with `new_columns`, the learning rate (`lr`, or `lr/<group>` for each of `lr_groups`), its
+    `-momentum` column and `speed/step_images_per_s`; per epoch `train/loss_epoch`, `val/acc1` and `val/loss`
+    (`val`) and, with `new_columns`, the epoch's speed, time and memory. The learning rate drops ÷10 after each
+    third of the run; the loss falls with noise, the validation accuracy rises."""
+    import csv
+
+    rng = np.random.default_rng(noise_seed)
+    lr_keys = [f"lr/{g}" for g in lr_groups] or ["lr"]
+    per_step = ["train/loss"] + (lr_keys + [f"{k}-momentum" for k in lr_keys] + ["speed/step_images_per_s"]
+                                 if new_columns else [])
+    per_epoch = ["train/loss_epoch"] + (["val/acc1", "val/loss"] if val else []) + (
+        ["speed/train_images_per_s", "speed/loader_images_per_s", "speed/data_wait_share", "time/epoch_s",
+         "memory/peak_mb"] if new_columns else [])
+    total = epochs * steps_per_epoch
+    rows = []
+    for epoch in range(epochs):
+        losses = []
+        for i in range(steps_per_epoch):
+            step = epoch * steps_per_epoch + i
+            loss = 2.3 * (1 - 0.6 * step / total) + 0.1 * rng.standard_normal()
+            losses.append(loss)
+            lr_now = lr * 0.1 ** (3 * step // total)
+            values = {"train/loss": loss, "speed/step_images_per_s": 900 + 50 * rng.random(),
+                      **{k: lr_now * (0.5 if k.endswith("no_decay") else 1) for k in lr_keys},
+                      **{f"{k}-momentum": 0.9 for k in lr_keys}}
+            rows.append({"epoch": epoch, "step": step, **{k: values[k] for k in per_step}})
+        values = {"train/loss_epoch": float(np.mean(losses)), "val/acc1": 0.3 + 0.6 * (epoch + 1) / epochs,
+                  "val/loss": 2.0 - epoch / epochs, "speed/train_images_per_s": 850.0,
+                  "speed/loader_images_per_s": 4000.0, "speed/data_wait_share": 0.05, "time/epoch_s": 12.5,
+                  "memory/peak_mb": 512.0}
+        rows.append({"epoch": epoch, "step": (epoch + 1) * steps_per_epoch - 1, **{k: values[k] for k in per_epoch}})
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["epoch", "step", *sorted(set(per_step) | set(per_epoch))])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_run(run: Path, *, overrides: list[str] | None = None, config: dict | None = None,
+              results: dict | None = None, **metrics) -> Path:
+    """A training run dir as `cnnbench train` leaves it: `.hydra/overrides.yaml` and `.hydra/config.yaml` when
+    given (Hydra's records of the job), `results.json` when given, and a metrics.csv (`write_metrics_csv`'s
+    keywords; `metrics_csv=False` for none)."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    run.mkdir(parents=True, exist_ok=True)
+    if overrides is not None:
+        (run / ".hydra").mkdir(exist_ok=True)
+        OmegaConf.save(OmegaConf.create(overrides), run / ".hydra" / "overrides.yaml")
+    if config is not None:
+        (run / ".hydra").mkdir(exist_ok=True)
+        OmegaConf.save(OmegaConf.create(config), run / ".hydra" / "config.yaml")
+    if results is not None:
+        (run / "results.json").write_text(json.dumps(results))
+    if metrics.pop("metrics_csv", True):
+        write_metrics_csv(run / "metrics.csv", **metrics)
+    return run

@@ -9,13 +9,13 @@ learning-rate drop of the recipe) gives the final training error, averaged over 
 """
 from __future__ import annotations
 
-import csv
 import json
 import re
 import statistics
 from pathlib import Path
 from typing import Any
 
+from cnnbench.analysis.metrics import by_step, read_metrics
 from cnnbench.analysis.runs import run_label, run_seed
 
 
@@ -31,22 +31,10 @@ def _family(model: str) -> str:
 def read_curves(metrics_csv: Path) -> dict[str, list[tuple[int, float]]]:
     """{'train': [(iteration, error)], 'val': [(iteration, error)], 'grad_norm': [(iteration, norm)]};
     iteration = Lightning's step + 1; 'grad_norm' is empty unless the run had `log_grad_norm=true`."""
-    train: list[tuple[int, float]] = []
-    val: list[tuple[int, float]] = []
-    grad: list[tuple[int, float]] = []
-    with open(metrics_csv, newline="") as f:
-        for row in csv.DictReader(f):
-            step = row.get("step")
-            if step in (None, ""):
-                continue
-            it = int(float(step)) + 1
-            if row.get("train/err") not in (None, ""):
-                train.append((it, float(row["train/err"])))
-            if row.get("val/acc1") not in (None, ""):
-                val.append((it, 1.0 - float(row["val/acc1"])))
-            if row.get("train/grad_norm") not in (None, ""):
-                grad.append((it, float(row["train/grad_norm"])))
-    return {"train": sorted(train), "val": sorted(val), "grad_norm": sorted(grad)}
+    metrics = read_metrics(metrics_csv)
+    return {"train": by_step(metrics.get("train/err", [])),
+            "val": sorted((it, 1.0 - acc) for it, acc in by_step(metrics.get("val/acc1", []))),
+            "grad_norm": by_step(metrics.get("train/grad_norm", []))}
 
 
 def plot_error_curves(ax, curves: dict[str, list], colour, label: str, smooth: int, train_alpha: float) -> None:

@@ -11,12 +11,13 @@ that the dataset's public benchmark also lists carry its number beside ours (`PU
 """
 from __future__ import annotations
 
-import csv
 import json
 import re
 import statistics
 from pathlib import Path
 from typing import Any
+
+from cnnbench.analysis.metrics import read_metrics
 
 # The zalandoresearch/fashion-mnist README, section "Benchmark" (the table of submitted benchmarks), as shipped by
 # the Debian package dataset-fashion-mnist: /usr/share/doc/dataset-fashion-mnist/README.md.gz.
@@ -122,10 +123,7 @@ def network_profile(run: Path) -> dict[str, Any] | None:
 
 def _logged_steps(metrics: Path) -> int | None:
     """The last training step metrics.csv logged (a check on results.json's `steps`)."""
-    if not metrics.is_file():
-        return None
-    with open(metrics, newline="") as f:
-        steps = [int(float(r["step"])) for r in csv.DictReader(f) if r.get("step") not in (None, "")]
+    steps = [p.step for points in read_metrics(metrics).values() for p in points if p.step is not None]
     return max(steps) if steps else None
 
 
