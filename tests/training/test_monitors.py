@@ -23,9 +23,24 @@ def _column(run_dir: Path, key: str) -> list[tuple[int, float]]:
 
 @pytest.fixture(scope="module")
 def onecycle_run(tmp_path_factory):
+    """A 2-epoch one-cycle run logged to metrics.csv and to W&B (mode disabled: the keys W&B receives are
+    recorded by wrapping WandbLogger.log_metrics)."""
+    from lightning.pytorch.loggers import WandbLogger
+
     run_dir = tmp_path_factory.mktemp("onecycle")
-    results = train(compose_cfg("train", TINY + ["schedule=onecycle", "trainer.max_epochs=2"]), run_dir=run_dir)
-    return run_dir, results
+    wandb_keys: set[str] = set()
+    original = WandbLogger.log_metrics
+
+    def recording(self, metrics, step=None):
+        wandb_keys.update(metrics)
+        return original(self, metrics, step)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(WandbLogger, "log_metrics", recording)
+        cfg = compose_cfg("train", TINY + ["schedule=onecycle", "trainer.max_epochs=2", "logger=wandb",
+                                           "logger.wandb.mode=disabled"])
+        results = train(cfg, run_dir=run_dir)
+    return run_dir, results | {"wandb_keys": wandb_keys}
 
 
 def test_onecycle_lr_rises_then_falls(onecycle_run):
@@ -51,6 +66,11 @@ def test_step_schedule_drops_tenfold_at_its_milestones(tmp_path):
     first, second, third = (values.pop() for values in by_epoch)
     assert first == pytest.approx(results["lr_scaled"])
     assert second == pytest.approx(first / 10) and third == pytest.approx(first / 100)
+
+
+def test_wandb_history_gets_the_same_schedule_and_speed(onecycle_run):
+    keys = onecycle_run[1]["wandb_keys"]
+    assert {"lr", "lr-momentum", "speed/train_images_per_s", "speed/data_wait_share", "time/epoch_s"} <= keys
 
 
 def test_speed_columns_and_results(onecycle_run):
