@@ -107,6 +107,7 @@ def cpu_precision() -> tuple[str, str]:
     return "32-true", "CPU has no AVX512-BF16/AMX (bf16 would be emulated)"
 
 
+DEFERRED = "deferred"  # the precision placeholder inside `deferred_device_probe()`
 _PROBE_DEFERRED = False  # inside `deferred_device_probe()`: the resolvers below do not count GPUs
 
 
@@ -129,7 +130,7 @@ def deferred_device_probe() -> Iterator[None]:
 def chosen_precision(kind: str = "auto") -> str:
     """The resolver behind `${cnnbench_precision:auto|cpu}`."""
     if _PROBE_DEFERRED:
-        return "deferred"
+        return DEFERRED
     if kind == "auto" and gpu_count() > 0:
         return "bf16-mixed"
     return cpu_precision()[0]

@@ -396,7 +396,8 @@ class ImageDataModule(L.LightningDataModule):
                              reduced=bool(self.cfg.get("reduced_decode", True)),
                              photometric=self.photometric if train else "cpu")
 
-    def _loader(self, split: Split, train: bool) -> DataLoader:
+    def loader(self, split: Split, train: bool) -> DataLoader:
+        """A DataLoader over `split`: train (augmented, shuffled per epoch, resumable) or eval."""
         rank, world = self._world()
         if train:
             transform = train_transform(self.aug, self.image_size, self.native_size, self.crop_pct)
@@ -467,13 +468,13 @@ class ImageDataModule(L.LightningDataModule):
         self._resume = dict(state_dict) if state_dict else None
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_split, train=True)
+        return self.loader(self.train_split, train=True)
 
     def val_dataloader(self) -> DataLoader | list:
-        return self._loader(self.val_split, train=False) if self.val_split is not None else []
+        return self.loader(self.val_split, train=False) if self.val_split is not None else []
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_split, train=False)
+        return self.loader(self.test_split, train=False)
 
 
 def _limit_worker_threads(worker_id: int) -> None:

@@ -35,7 +35,7 @@ def rate(root: Path, aug: str, workers: int, pinned: bool) -> float:
                 image_size=224)
     augmentation = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "augmentation" / f"{aug}.yaml"))
     dm = ImageDataModule(data, augmentation, "resnet50", seed=0).load()
-    loader = dm._loader(dm.train_split, train=True)
+    loader = dm.loader(dm.train_split, train=True)
     everywhere = os.sched_getaffinity(0)
     if pinned:
         def init(worker_id: int) -> None:
