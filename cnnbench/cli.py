@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import sys
 
-import cnnbench.runtime as _runtime  # noqa: F401  (records the process start time first)
+import cnnbench.runtime as _runtime  # records the process start time first
 from cnnbench.config_paths import packaged_conf_dir
+
+# the resolvers the configs use; at import too, so that a launcher's worker that unpickles `task` below has them
+_runtime.register_resolvers()
 
 # command → (one-line help, "module:function"); each function takes the composed DictConfig.
 COMMANDS = {

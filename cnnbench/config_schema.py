@@ -246,6 +246,9 @@ def _show(v: Any) -> str:
 
 
 def _model_minimum(cfg: DictConfig) -> str | None:
+    """data.image_size against the model's minimum input size (the data module checks it again with the data,
+    ImageSizeError). The one upward import of this leaf: the model registry, read only when both keys are set
+    (tests/test_layering.py names it)."""
     size = OmegaConf.select(cfg, "data.image_size", default=_MISSING)
     name = OmegaConf.select(cfg, "model.name", default=_MISSING)
     if size is _MISSING or size is None or name is _MISSING or not pos_int(size):

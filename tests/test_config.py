@@ -76,8 +76,6 @@ def test_run_name_sets_the_run_dir_of_every_command(command):
     train.yaml: a second `hydra.run.dir` there once resolved, and cached, before `run_name=` was applied.)"""
     from hydra import compose, initialize_config_dir
 
-    import cnnbench.runtime  # noqa: F401  (registers the run-dir resolver)
-
     for name in ("first", "second"):  # the resolver caches: a second name in the same process must still count
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name=command):
             cfg = compose(config_name=command, overrides=[f"run_name={command}-{name}"], return_hydra_config=True)

@@ -42,7 +42,7 @@ class ReferenceImages(Dataset):
     def __getitem__(self, i: int):
         import cv2
 
-        from cnnbench.data.fastpath import load_rgb
+        from cnnbench.data.image_io import load_rgb
 
         path, label = self.files[i]
         img = load_rgb(path)
@@ -62,7 +62,7 @@ class ProtocolViews(Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int):
-        from cnnbench.data.fastpath import load_rgb
+        from cnnbench.data.image_io import load_rgb
 
         path, label = self.files[i]
         groups = self.plan.build(load_rgb(path))
@@ -129,10 +129,10 @@ def device_ms_per_image(loader, device, repeats: int = 3) -> float | None:
 def _loader(dataset, batch: int, workers: int, collate=None) -> DataLoader:
     """The reference rows' loader: the datamodule's collate unless `collate` is given, so every row pays the same
     per-batch cost."""
-    from cnnbench.data.datamodule import _limit_worker_threads, collate_images
+    from cnnbench.data.loading import collate_images, limit_worker_threads
 
     return DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=workers, collate_fn=collate or collate_images,
-                      worker_init_fn=_limit_worker_threads, persistent_workers=False)
+                      worker_init_fn=limit_worker_threads, persistent_workers=False)
 
 
 @dataclass(frozen=True)
