@@ -3,7 +3,9 @@ config dirs (`cnnbench.config_paths`).
 
 `main` picks the command, answers `--version`, `--help` and shell completion, checks the line before torch loads
 (`cnnbench.precheck`), hands it to Hydra, and turns a user's error into one line `cnnbench <command>: error: …`
-and a non-zero exit.
+and a non-zero exit. Importing this module registers the config resolvers (`runtime.register_resolvers`). The
+checks themselves live in precheck.py, config_schema.py and command_help.py/completion.py; this module only
+routes (docs/architecture.md).
 """
 from __future__ import annotations
 
