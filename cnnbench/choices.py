@@ -26,7 +26,10 @@ EXPORT_FORMATS = ("onnx", "torchscript")                                        
 WEIGHT_SOURCES = ("torchvision",)                                                    # import-weights: source
 BENCHMARK_MODES = ("train", "infer", "data", "eval")                                 # benchmark.mode (or a list)
 BENCHMARK_SOURCES = ("memory", "jpeg")                                               # benchmark.sources
+# trainer.precision of cnnbench benchmark: fp32 and Lightning's two autocast precisions, with Lightning's short
+# aliases (cnnbench.benchmarking.precision runs them through Lightning's MixedPrecision plugin)
+BENCHMARK_PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16", "16-mixed", "16")
 
-__all__ = ["AUGMENTATIONS", "BENCHMARK_MODES", "BENCHMARK_SOURCES", "DECODES", "EXPORT_FORMATS", "WEIGHT_SOURCES", "LOGGERS", "MEAN_MODES", "NONFINITE_MODES", "ON_BAD_IMAGE", "OPTIMIZERS",
+__all__ = ["AUGMENTATIONS", "BENCHMARK_MODES", "BENCHMARK_PRECISIONS", "BENCHMARK_SOURCES", "DECODES", "EXPORT_FORMATS", "WEIGHT_SOURCES", "LOGGERS", "MEAN_MODES", "NONFINITE_MODES", "ON_BAD_IMAGE", "OPTIMIZERS",
            "PHOTOMETRIC", "SCHEDULES", "STRATEGIES", "STYLIZE_INITS", "STYLIZE_POOLS", "STYLIZE_SOLVERS",
            "WARMUP_ENABLED"]

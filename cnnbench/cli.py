@@ -3,14 +3,19 @@ config dirs (`cnnbench.config_paths`).
 
 `main` picks the command, answers `--version`, `--help` and shell completion, checks the line before torch loads
 (`cnnbench.precheck`), hands it to Hydra, and turns a user's error into one line `cnnbench <command>: error: …`
-and a non-zero exit.
+and a non-zero exit. Importing this module registers the config resolvers (`runtime.register_resolvers`). The
+checks themselves live in precheck.py, config_schema.py and command_help.py/completion.py; this module only
+routes (docs/architecture.md).
 """
 from __future__ import annotations
 
 import sys
 
-import cnnbench.runtime as _runtime  # noqa: F401  (records the process start time first)
+import cnnbench.runtime as _runtime  # records the process start time first
 from cnnbench.config_paths import packaged_conf_dir
+
+# the resolvers the configs use; at import too, so that a launcher's worker that unpickles `task` below has them
+_runtime.register_resolvers()
 
 # command → (one-line help, "module:function"); each function takes the composed DictConfig.
 COMMANDS = {

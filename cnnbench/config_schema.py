@@ -18,7 +18,9 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from cnnbench.choices import BENCHMARK_PRECISIONS
 from cnnbench.errors import UserError
+from cnnbench.hardware import DEFERRED
 
 _MISSING = object()  # OmegaConf.select default: the key is absent or its value is missing (???)
 
@@ -70,10 +72,15 @@ def code_choices(where: str) -> tuple[Callable[[Any], bool], Choices]:
     return (lambda v: one_of(*values())(v)), Choices(values)
 
 
-def each_of(where: str) -> tuple[Callable[[Any], bool], Choices]:
-    """(check, valid) for a value that is one choice of `module:NAME` or a list of such choices."""
+def _listed(v: Any) -> list:
+    return list(v) if isinstance(v, (list, tuple, ListConfig)) else [v]
+
+
+def each_of(where: str, non_empty: bool = False) -> tuple[Callable[[Any], bool], Choices]:
+    """(check, valid) for a value that is one choice of `module:NAME` or a list of such choices (`non_empty`:
+    not the empty list)."""
     check, valid = code_choices(where)
-    return (lambda v: all(check(x) for x in (v if isinstance(v, (list, tuple, ListConfig)) else [v]))), valid
+    return (lambda v: (bool(_listed(v)) or not non_empty) and all(check(x) for x in _listed(v))), valid
 
 
 def group_option(group: str) -> tuple[Callable[[Any], bool], Choices]:
@@ -84,6 +91,13 @@ def group_option(group: str) -> tuple[Callable[[Any], bool], Choices]:
         return tuple(group_options(group))
 
     return (lambda v: str(v) in values()), Choices(values)
+
+
+def each_option(group: str, non_empty: bool = False) -> tuple[Callable[[Any], bool], Choices]:
+    """(check, valid) for a list of options of a config group (`non_empty`: not the empty list)."""
+    check, valid = group_option(group)
+    return (lambda v: isinstance(v, (list, tuple, ListConfig)) and (len(v) > 0 or not non_empty)
+            and all(check(x) for x in v)), valid
 
 
 def _number(v: Any) -> bool:
@@ -148,8 +162,6 @@ class Rule:
     def valid_text(self) -> str:
         return self.valid() if callable(self.valid) else self.valid
 
-
-_AUGMENTATION = group_option("augmentation")  # benchmark.augmentations: a list of these
 
 RULES: list[Rule] = [
     Rule("seed", _int, "an integer"),
@@ -217,9 +229,13 @@ RULES: list[Rule] = [
     Rule("model.name", *group_option("model")),
     Rule("format", *code_choices("cnnbench.choices:EXPORT_FORMATS")),
     Rule("source", *code_choices("cnnbench.choices:WEIGHT_SOURCES")),
-    Rule("benchmark.mode", *each_of("cnnbench.choices:BENCHMARK_MODES")),
-    Rule("benchmark.sources", *each_of("cnnbench.choices:BENCHMARK_SOURCES")),
-    Rule("benchmark.augmentations", lambda v: all(_AUGMENTATION[0](a) for a in v), _AUGMENTATION[1]),
+    Rule("benchmark.mode", *each_of("cnnbench.choices:BENCHMARK_MODES", non_empty=True)),
+    Rule("benchmark.sources", *each_of("cnnbench.choices:BENCHMARK_SOURCES", non_empty=True)),
+    Rule("benchmark.augmentations", *each_option("augmentation", non_empty=True)),
+    Rule("benchmark.file_augmentations", *each_option("augmentation")),
+    Rule("benchmark.workers", lambda v: isinstance(v, (list, tuple, ListConfig)) and len(v) > 0
+         and all(nonneg_int(w) for w in v), "a non-empty list of integers >= 0"),
+    Rule("benchmark.protocols", *each_of("cnnbench.evaluation.choices:CROP_CHOICES")),
     Rule("benchmark.steps", lambda v: _int(v) and v >= 2, "an integer >= 2"),
     Rule("benchmark.rounds", pos_int, "an integer >= 1"),
     Rule("benchmark.warmup", nonneg_int, "an integer >= 0"),
@@ -231,6 +247,9 @@ def _show(v: Any) -> str:
 
 
 def _model_minimum(cfg: DictConfig) -> str | None:
+    """data.image_size against the model's minimum input size (the data module checks it again with the data,
+    ImageSizeError). The one upward import of this leaf: the model registry, read only when both keys are set
+    (tests/test_layering.py names it)."""
     size = OmegaConf.select(cfg, "data.image_size", default=_MISSING)
     name = OmegaConf.select(cfg, "model.name", default=_MISSING)
     if size is _MISSING or size is None or name is _MISSING or not pos_int(size):
@@ -266,8 +285,20 @@ def optimized_metric_is_produced(cfg: DictConfig) -> str | None:
     return None
 
 
+def _benchmark_precision(cfg: DictConfig) -> str | None:
+    """`cnnbench benchmark` runs the plain loop in fp32 or one of Lightning's two autocast precisions (with
+    their short aliases): `choices.BENCHMARK_PRECISIONS`. A precision the device probe has not resolved yet
+    (`hardware.DEFERRED`, inside the CLI's check) is hardware=auto's own choice, always one of them."""
+    if OmegaConf.select(cfg, "benchmark", default=None) is None:
+        return None
+    precision = OmegaConf.select(cfg, "trainer.precision", default=_MISSING)
+    if precision is _MISSING or precision == DEFERRED or str(precision) in BENCHMARK_PRECISIONS:
+        return None
+    return f"trainer.precision={_show(precision)} is invalid for benchmark; valid: {choices(BENCHMARK_PRECISIONS)}"
+
+
 COMBINATIONS: list[Callable[[DictConfig], str | None]] = [_model_minimum, _backend_matches_accelerator,
-                                                         optimized_metric_is_produced]
+                                                         optimized_metric_is_produced, _benchmark_precision]
 
 
 def missing_values(cfg: DictConfig, prefix: str = "") -> list[str]:

@@ -107,6 +107,7 @@ def cpu_precision() -> tuple[str, str]:
     return "32-true", "CPU has no AVX512-BF16/AMX (bf16 would be emulated)"
 
 
+DEFERRED = "deferred"  # the precision placeholder inside `deferred_device_probe()`
 _PROBE_DEFERRED = False  # inside `deferred_device_probe()`: the resolvers below do not count GPUs
 
 
@@ -129,7 +130,7 @@ def deferred_device_probe() -> Iterator[None]:
 def chosen_precision(kind: str = "auto") -> str:
     """The resolver behind `${cnnbench_precision:auto|cpu}`."""
     if _PROBE_DEFERRED:
-        return "deferred"
+        return DEFERRED
     if kind == "auto" and gpu_count() > 0:
         return "bf16-mixed"
     return cpu_precision()[0]
@@ -156,6 +157,16 @@ def requested_devices(devices: Any) -> int | None:
         parts = [p for p in devices.split(",") if p.strip()]
         return len(parts) if "," in devices else int(devices)
     return int(devices)
+
+
+def num_devices(trainer_cfg: DictConfig) -> int:
+    """How many processes per node `trainer.devices` asks for (auto / -1: every visible GPU, else 1)."""
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    wanted = requested_devices(trainer_cfg.get("devices", 1))
+    if wanted is not None:
+        return wanted
+    gpus = gpu_count() if accelerator in ("auto", "gpu", "cuda") else 0
+    return max(1, gpus) if accelerator != "cpu" else 1
 
 
 def _gpus_seen(n: int) -> str:
@@ -190,8 +201,6 @@ def check_devices(cfg: DictConfig) -> None:
 
 def describe(cfg: DictConfig) -> dict[str, Any]:
     """What the run uses: hardware group, accelerator, devices, precision (and why), strategy."""
-    from cnnbench.run import num_devices
-
     gpus = gpu_count()
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus > 0)
@@ -219,5 +228,6 @@ def start_line(info: dict[str, Any]) -> str:
             f"({info['precision_reason']}), strategy {info['strategy']}")
 
 
-__all__ = ["check_devices", "chosen_precision", "cpu_precision", "describe", "machine_record", "register_resolvers",
+__all__ = ["check_devices", "chosen_precision", "cpu_precision", "describe", "machine_record", "num_devices",
+           "register_resolvers",
            "start_line"]

@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cnnbench.errors import UserError
+from cnnbench.hardware import num_devices  # (also exported here: run.num_devices)
 from cnnbench.runtime import absolute
 
 RUN_MARKERS = ("results.json", "eval.json", "metrics.csv")  # a directory holding one of these is a run
@@ -171,20 +172,6 @@ def data_for_checkpoint(cfg: DictConfig, record: dict[str, Any]) -> tuple[DictCo
 
 
 # -- batch and devices -------------------------------------------------------------------------------
-def num_devices(trainer_cfg: DictConfig) -> int:
-    """How many processes per node `trainer.devices` asks for."""
-    import torch
-
-    from cnnbench.hardware import requested_devices
-
-    accelerator = str(trainer_cfg.get("accelerator", "auto"))
-    wanted = requested_devices(trainer_cfg.get("devices", 1))
-    if wanted is not None:
-        return wanted
-    gpus = torch.cuda.device_count() if accelerator in ("auto", "gpu", "cuda") else 0
-    return max(1, gpus) if accelerator != "cpu" else 1
-
-
 def global_batch(cfg: DictConfig) -> int:
     """devices × nodes × batch × accumulation; with `hardware.target_global_batch`, the accumulation that
     reaches the paper's global batch on fewer devices (written to cfg.trainer.accumulate_grad_batches)."""

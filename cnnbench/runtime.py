@@ -30,14 +30,15 @@ def _run_dir(task: str, run_name: str | None) -> str:
 
 
 def register_resolvers() -> None:
+    """Register cnnbench's OmegaConf resolvers (idempotent): `${cnnbench_run_dir:…}` (conf/train.yaml's run dir)
+    and hardware's `${cnnbench_precision:…}`, `${cnnbench_pin_memory:}` (conf/hardware/auto.yaml, cpu.yaml).
+    Called by whatever composes or resolves a config: the console script (`cnnbench.cli`), tests' conftest —
+    not at import, so importing this leaf changes no global state."""
     if not OmegaConf.has_resolver("cnnbench_run_dir"):
         OmegaConf.register_new_resolver("cnnbench_run_dir", _run_dir, use_cache=True)
     from cnnbench.hardware import register_resolvers as hardware_resolvers
 
-    hardware_resolvers()  # ${cnnbench_precision:…}, ${cnnbench_pin_memory:} (conf/hardware/auto.yaml, cpu.yaml)
-
-
-register_resolvers()
+    hardware_resolvers()
 
 
 def hydra_output_dir() -> Path | None:

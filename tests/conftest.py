@@ -15,6 +15,7 @@ os.environ.setdefault("HYDRA_FULL_ERROR", "0")
 
 import torch  # noqa: E402
 
+from cnnbench.runtime import register_resolvers  # noqa: E402
 from tests.helpers import (  # noqa: E402
     FASHION_DIR,
     fashion_available,
@@ -28,6 +29,10 @@ from tests.helpers import (  # noqa: E402
 # 3.8 s with 1).
 torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# cnnbench's OmegaConf resolvers, for every test that composes a config with Hydra's API (the console script
+# registers them itself: cnnbench.cli)
+register_resolvers()
 
 
 @pytest.fixture(scope="session")

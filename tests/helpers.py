@@ -22,7 +22,9 @@ FAST = ["hardware=cpu", "trainer.precision=32-true", "logger=none", "trainer.ena
 def compose_cfg(name: str = "train", overrides: list[str] | tuple = ()):
     from hydra import compose, initialize_config_dir
 
-    import cnnbench.runtime  # noqa: F401  (registers the run-dir resolver)
+    from cnnbench.runtime import register_resolvers
+
+    register_resolvers()
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name="test"):
         return compose(config_name=name, overrides=list(overrides))

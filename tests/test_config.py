@@ -36,16 +36,25 @@ def test_trainer_node_passes_through():
     assert cfg.trainer.devices == 8 and cfg.trainer.max_epochs == 3 and cfg.trainer.deterministic is True
 
 
-@pytest.mark.parametrize("hardware,accelerator,precision,strategy",
-                         [("cpu", "cpu", None, "auto"), ("gpu", "gpu", "bf16-mixed", "auto"),
-                          ("ddp", "gpu", "bf16-mixed", "ddp"), ("ddp_cpu", "cpu", "32-true", "ddp"),
-                          ("multinode", "auto", "32-true", "ddp")])
-def test_hardware_options(hardware, accelerator, precision, strategy):
+@pytest.mark.parametrize("hardware,flags,accelerator,precision,strategy",
+                         [("cpu", ("avx2", "avx512f"), "cpu", "32-true", "auto"),  # bf16 would be emulated
+                          ("cpu", ("avx2", "avx512_bf16"), "cpu", "bf16-mixed", "auto"),  # native bf16 matmul
+                          ("cpu", ("avx2", "amx_bf16"), "cpu", "bf16-mixed", "auto"),
+                          ("gpu", ("avx2",), "gpu", "bf16-mixed", "auto"),
+                          ("ddp", ("avx2",), "gpu", "bf16-mixed", "ddp"),
+                          ("ddp_cpu", ("avx512_bf16",), "cpu", "32-true", "ddp"),
+                          ("multinode", ("avx512_bf16",), "auto", "32-true", "ddp")])
+def test_hardware_options(hardware, flags, accelerator, precision, strategy, monkeypatch):
+    """conf/hardware/<option>.yaml: the accelerator, precision and strategy each sets; hardware=cpu's precision
+    follows the CPU's flags (cnnbench.hardware, docs/performance.md), here a CPU with the flags given."""
+    from cnnbench import hardware as probe
+
+    monkeypatch.setattr(probe, "cpu_flags", lambda: frozenset(flags))
+    for var in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA"):
+        monkeypatch.delenv(var, raising=False)
     cfg = compose_cfg("train", [f"hardware={hardware}"])
     assert cfg.trainer.accelerator == accelerator
-    from cnnbench.hardware import cpu_precision
-
-    assert cfg.trainer.precision == (precision or cpu_precision()[0])  # None: bf16-mixed with AVX512-BF16, else fp32
+    assert cfg.trainer.precision == precision
     assert cfg.hardware.strategy == strategy
 
 
@@ -75,8 +84,6 @@ def test_run_name_sets_the_run_dir_of_every_command(command):
     """`run_name=` gives `outputs/<task>/<run_name>`; without it a fresh timestamped dir. (benchmark.yaml inherits
     train.yaml: a second `hydra.run.dir` there once resolved, and cached, before `run_name=` was applied.)"""
     from hydra import compose, initialize_config_dir
-
-    import cnnbench.runtime  # noqa: F401  (registers the run-dir resolver)
 
     for name in ("first", "second"):  # the resolver caches: a second name in the same process must still count
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name=command):

@@ -96,15 +96,20 @@ def test_cli_devices_8_is_refused_before_a_run_dir_exists(tmp_path):
 
 def test_machine_record_names_the_cpu_class(cpu, monkeypatch):
     """results.json and benchmark.json carry the machine: CPU model, cores, the ISA flags that set its speed
-    class, the kernel ISA torch uses, torch version and threads."""
+    class, the kernel ISA torch uses, torch version and threads (read from torch at the time of the record:
+    torch's answers are replaced here by values no real torch gives)."""
     cpu("avx2", "fma", "avx512f", "avx512_bf16", "sse4_2")
     for var in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(torch, "__version__", "0.0.test")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 7)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "TESTISA")
+    monkeypatch.setattr(hardware, "cpu_model", lambda: "Test CPU 9000")
     record = hardware.machine_record()
     assert record["cpu_flags"] == ["avx2", "avx512_bf16", "avx512f"]  # only the speed-class flags, sorted
-    assert record["torch"] == torch.__version__ and record["torch_threads"] == torch.get_num_threads()
-    assert record["cpu_cores"] >= 1 and record["cpu_model"]
-    assert record["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert record["torch"] == "0.0.test" and record["torch_threads"] == 7
+    assert record["cpu_cores"] >= 1 and record["cpu_model"] == "Test CPU 9000"
+    assert record["torch_cpu_capability"] == "TESTISA"
     assert "environment" not in record
 
 

@@ -137,8 +137,6 @@ def test_launcher_and_optuna_configs_compose():
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    import cnnbench.runtime  # noqa: F401
-
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name="test"):
         c = compose("train", ["hydra/launcher=submitit_slurm", "hparams_search=optuna_lr_wd"], return_hydra_config=True)
     GlobalHydra.instance().clear()

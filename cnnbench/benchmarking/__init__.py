@@ -95,14 +95,14 @@ class PlainLoop:
         self.channels_last = channels_last
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.autocast_dtype = {"bf16-mixed": torch.bfloat16, "bf16": torch.bfloat16, "16-mixed": torch.float16,
-                               "16": torch.float16}.get(precision)
+        self.precision = precision
         self.optimizer = optimizer_factory(self.model) if optimizer_factory else None
 
     def autocast(self):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+        """Lightning's forward context for this precision (cnnbench.benchmarking.precision)."""
+        from cnnbench.benchmarking.precision import autocast
+
+        return autocast(self.precision, self.device.type)
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         x = self.normalize(x.to(self.device, non_blocking=True))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,7 +42,7 @@ class ReferenceImages(Dataset):
     def __getitem__(self, i: int):
         import cv2
 
-        from cnnbench.data.fastpath import load_rgb
+        from cnnbench.data.image_io import load_rgb
 
         path, label = self.files[i]
         img = load_rgb(path)
@@ -61,7 +62,7 @@ class ProtocolViews(Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int):
-        from cnnbench.data.fastpath import load_rgb
+        from cnnbench.data.image_io import load_rgb
 
         path, label = self.files[i]
         groups = self.plan.build(load_rgb(path))
@@ -128,74 +129,112 @@ def device_ms_per_image(loader, device, repeats: int = 3) -> float | None:
 def _loader(dataset, batch: int, workers: int, collate=None) -> DataLoader:
     """The reference rows' loader: the datamodule's collate unless `collate` is given, so every row pays the same
     per-batch cost."""
-    from cnnbench.data.datamodule import _limit_worker_threads, collate_images
+    from cnnbench.data.loading import collate_images, limit_worker_threads
 
     return DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=workers, collate_fn=collate or collate_images,
-                      worker_init_fn=_limit_worker_threads, persistent_workers=False)
+                      worker_init_fn=limit_worker_threads, persistent_workers=False)
 
 
-def file_rows(bench, data_cfg: dict[str, Any], augmentations: list[str], workers_list: list[int],
-              protocols: list[int], augmentation_config) -> list[dict[str, Any]]:
-    """Every row of the file-backed data benchmark; the main process is held to one OpenCV/torch thread like a
-    loader worker, so that `workers=0` is one core too."""
-    import cv2
+@dataclass(frozen=True)
+class Window:
+    """What every measured row shares: the batch size, batches dropped before the window and timed in it, the
+    rounds each row is measured in, and the device the data.photometric=device ops run on."""
+    batch: int
+    warmup: int
+    steps: int
+    rounds: int
+    device: torch.device
+
+
+def augmentation_config(name: str) -> dict[str, Any]:
+    """The option `conf/augmentation/<name>.yaml` as a dict (its name is checked by the config rules
+    `benchmark.augmentations` / `benchmark.file_augmentations`, cnnbench.config_schema)."""
     from omegaconf import OmegaConf
 
-    from cnnbench.data import ImageDataModule
-    from cnnbench.evaluation.engine import ViewPlan, reference_size
-    from cnnbench.training.module import model_kwargs
+    from cnnbench.config_paths import find_config
 
-    cfg, dm = bench.cfg, bench.dm
-    batch, warmup, steps = bench.batch, bench.warmup, bench.steps
-    size = dm.image_size
-    files = list(dm.train_split.files)
+    path = find_config("augmentation", name)
+    if path is None:
+        raise LookupError(f"no augmentation config {name!r}")  # the config rules let no such name through
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+
+
+def file_rows(cfg, dm, data_cfg: dict[str, Any], augmentations: list[str], workers_list: list[int],
+              protocols: list[int], window: Window) -> list[dict[str, Any]]:
+    """Every row of the file-backed data benchmark (`dm`: the run's data module, `data_cfg`: its data config
+    with absolute root); the main process is held to one OpenCV/torch thread like a loader worker, so that
+    `workers=0` is one core too."""
+    import cv2
+
     threads = cv2.getNumThreads(), torch.get_num_threads()
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
-    kwargs = model_kwargs(OmegaConf.to_container(cfg.model, resolve=True))
-
-    def module(aug: str, workers: int) -> ImageDataModule:
-        return ImageDataModule({**data_cfg, "num_workers": int(workers), "persistent_workers": False},
-                               augmentation_config(aug), cfg.model.name, seed=int(cfg.seed), model_kwargs=kwargs).load()
-
-    rounds = max(1, int(getattr(bench, "rounds", 1)))
-    measured: dict[tuple[str, str, int], dict[str, Any]] = {}
-
-    def add(kind: str, name: str, workers: int, make, views: int = 1) -> None:
-        ips, _ = loader_rate(make, warmup + WORKER_STARTUP_BATCHES * workers, steps, name=f"{name} ({workers} workers)")
-        row = measured.setdefault((kind, name, workers), {"source": "files", "kind": kind, "augmentation": name,
-                                                           "workers": workers, "views_per_image": views,
-                                                           "images_per_s_rounds": []})
-        row["images_per_s_rounds"].append(ips)
-
+    rows = _FileRows(cfg, dm, data_cfg, window)
     try:
-        for _ in range(rounds):  # every row once per round: slow drifts of the machine hit all rows alike
+        for _ in range(max(1, window.rounds)):  # every row once per round: slow drifts of the machine hit all alike
             for workers in workers_list:
-                add("reference", "opencv_reference", workers,
-                    lambda w=workers: _loader(ReferenceImages(files, size), batch, w))
-                add("reference", "opencv_decode", workers,
-                    lambda w=workers: _loader(ReferenceImages(files, size, crop=False), batch, w))
-                for aug in augmentations:
-                    adm = module(str(aug), workers)
-                    add("train", str(aug), workers, lambda adm=adm: adm._loader(adm.train_split, train=True))
-                    if adm.photometric == "device" and workers == workers_list[0]:
-                        row = measured[("train", str(aug), workers)]
-                        ms = device_ms_per_image(adm._loader(adm.train_split, train=True), bench.device)
-                        row.setdefault("device_ms_per_image_rounds", []).append(ms)
-                for crops in protocols:
-                    if crops == 1:
-                        edm = module("none", workers)
-                        add("eval", "1 crop", workers, lambda edm=edm: edm._loader(edm.train_split, train=False))
-                        continue
-                    plan = ViewPlan(image_size=size, crop_pct=dm.crop_pct, native_size=None,
-                                    reference=reference_size(cfg.model.name), crops=int(crops))
-                    add("eval", f"{crops} crops", workers,
-                        lambda w=workers, plan=plan: _loader(ProtocolViews(files, plan), batch, w, _collate_views),
-                        views=plan.views_per_image())
+                rows.round(workers, augmentations, protocols, first_workers=workers == workers_list[0])
     finally:
         cv2.setNumThreads(threads[0])
         torch.set_num_threads(threads[1])
-    return summarize_rounds(list(measured.values()))  # `× train` is filled in by the caller
+    return summarize_rounds(list(rows.measured.values()))  # `× train` is filled in by the caller
+
+
+class _FileRows:
+    """The rows of `file_rows`, measured round by round into `measured` (one entry per kind, name, workers)."""
+
+    def __init__(self, cfg, dm, data_cfg: dict[str, Any], window: Window) -> None:
+        from omegaconf import OmegaConf
+
+        from cnnbench.training.module import model_kwargs
+
+        self.cfg, self.dm, self.data_cfg, self.window = cfg, dm, data_cfg, window
+        self.files = list(dm.train_split.files)
+        self.kwargs = model_kwargs(OmegaConf.to_container(cfg.model, resolve=True))
+        self.measured: dict[tuple[str, str, int], dict[str, Any]] = {}
+
+    def module(self, aug: str, workers: int):
+        from cnnbench.data import ImageDataModule
+
+        return ImageDataModule({**self.data_cfg, "num_workers": int(workers), "persistent_workers": False},
+                               augmentation_config(aug), self.cfg.model.name, seed=int(self.cfg.seed),
+                               model_kwargs=self.kwargs).load()
+
+    def add(self, kind: str, name: str, workers: int, make, views: int = 1) -> None:
+        w = self.window
+        ips, _ = loader_rate(make, w.warmup + WORKER_STARTUP_BATCHES * workers, w.steps,
+                             name=f"{name} ({workers} workers)")
+        row = self.measured.setdefault((kind, name, workers), {"source": "files", "kind": kind, "augmentation": name,
+                                                                "workers": workers, "views_per_image": views,
+                                                                "images_per_s_rounds": []})
+        row["images_per_s_rounds"].append(ips)
+
+    def round(self, workers: int, augmentations: list[str], protocols: list[int], first_workers: bool) -> None:
+        """One round of every row at `workers` worker processes: the references, the train pipelines, the
+        eval protocols."""
+        from cnnbench.evaluation.engine import ViewPlan, reference_size
+
+        files, size, batch = self.files, self.dm.image_size, self.window.batch
+        self.add("reference", "opencv_reference", workers, lambda: _loader(ReferenceImages(files, size), batch, workers))
+        self.add("reference", "opencv_decode", workers,
+                 lambda: _loader(ReferenceImages(files, size, crop=False), batch, workers))
+        for aug in augmentations:
+            adm = self.module(str(aug), workers)
+            self.add("train", str(aug), workers, lambda adm=adm: adm.loader(adm.train_split, train=True))
+            if adm.photometric == "device" and first_workers:
+                row = self.measured[("train", str(aug), workers)]
+                ms = device_ms_per_image(adm.loader(adm.train_split, train=True), self.window.device)
+                row.setdefault("device_ms_per_image_rounds", []).append(ms)
+        for crops in protocols:
+            if crops == 1:
+                edm = self.module("none", workers)
+                self.add("eval", "1 crop", workers, lambda edm=edm: edm.loader(edm.train_split, train=False))
+                continue
+            plan = ViewPlan(image_size=size, crop_pct=self.dm.crop_pct, native_size=None,
+                            reference=reference_size(self.cfg.model.name), crops=int(crops))
+            self.add("eval", f"{crops} crops", workers,
+                     lambda plan=plan: _loader(ProtocolViews(files, plan), batch, workers, _collate_views),
+                     views=plan.views_per_image())
 
 
 def summarize_rounds(rows: list[dict[str, Any]], train_images_per_s: float | None = None) -> list[dict[str, Any]]:

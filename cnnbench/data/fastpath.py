@@ -19,7 +19,6 @@ What it changes against "decode the whole file with PIL, then run the albumentat
 """
 from __future__ import annotations
 
-import io
 import math
 import random
 
@@ -27,84 +26,10 @@ import albumentations as A
 import cv2
 import numpy as np
 
-REDUCTIONS = (8, 4, 2)  # DCT-domain scale factors libjpeg supports (besides 1)
-# decode straight to RGB (the REDUCED_COLOR flags carry IMREAD_COLOR = BGR, which cannot be combined with RGB)
-_FLAGS = {k: (flag & ~cv2.IMREAD_COLOR) | cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION
-          for k, flag in {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
-                          8: cv2.IMREAD_REDUCED_COLOR_8}.items()}
+from cnnbench.data.image_io import REDUCTIONS, decode_rgb, header_size, is_jpeg, load_image_file, read_bytes
+
 JITTER = ("scale_jitter", "resnet_imagenet", "vgg")
 RRC = ("random_resized_crop", "googlenet", "inception", "efficientnet")
-
-
-def read_bytes(path: str) -> np.ndarray:
-    return np.fromfile(path, dtype=np.uint8)
-
-
-def is_jpeg(buf: np.ndarray) -> bool:
-    return len(buf) > 3 and buf[0] == 0xFF and buf[1] == 0xD8
-
-
-_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame markers (ITU T.81 Table B.1)
-_NO_LENGTH = frozenset(range(0xD0, 0xDA)) | {0x01}  # RSTn, SOI, EOI, TEM: markers without a length field
-
-
-def jpeg_frame_size(buf: np.ndarray) -> tuple[int, int] | None:
-    """(height, width) from a JPEG's start-of-frame segment (ITU T.81 §B.2.2), walking the marker segments
-    before it; None when the stream does not reach one before the scan data (then PIL decides)."""
-    data, i, n = memoryview(buf), 2, len(buf)
-    while i + 4 <= n:
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in _NO_LENGTH:
-            i += 2
-            continue
-        if marker in _SOF:
-            if i + 9 > n:
-                return None
-            h, w = (data[i + 5] << 8) | data[i + 6], (data[i + 7] << 8) | data[i + 8]
-            return (h, w) if h and w else None  # height 0: defined later by a DNL segment
-        if marker == 0xDA:  # start of scan before any frame header: not a valid JPEG
-            return None
-        i += 2 + ((data[i + 2] << 8) | data[i + 3])
-    return None
-
-
-def header_size(buf: np.ndarray) -> tuple[int, int]:
-    """(height, width) from the file header, without decoding the pixels: the JPEG frame header, else PIL's
-    parser (other formats, unusual streams; it raises on a broken file). EXIF orientation is ignored, as by
-    the decoders here. Hand-written for JPEGs because opening the file with PIL costs about a tenth of the
-    whole decode of a 500×375 photo."""
-    if is_jpeg(buf):
-        size = jpeg_frame_size(buf)
-        if size is not None:
-            return size
-    from PIL import Image
-
-    with Image.open(io.BytesIO(buf.tobytes())) as im:
-        w, h = im.size
-    return h, w
-
-
-def decode_rgb(buf: np.ndarray, reduce: int = 1) -> np.ndarray | None:
-    """A JPEG as uint8 HWC RGB at 1/reduce scale (None if OpenCV cannot decode it)."""
-    if not is_jpeg(buf):
-        return None
-    img = cv2.imdecode(buf, _FLAGS[reduce])
-    return img if img is not None and img.ndim == 3 and img.shape[2] == 3 else None
-
-
-def load_rgb(path: str) -> np.ndarray:
-    """Any image file → uint8 HWC RGB: OpenCV for JPEGs, PIL (`load_image_file`) for everything else."""
-    img = decode_rgb(read_bytes(path))
-    if img is None:
-        from cnnbench.data.datamodule import load_image_file
-
-        return load_image_file(path)
-    return img
 
 
 def reduction(crop_h: float, crop_w: float, out_h: int, out_w: int) -> int:
@@ -170,14 +95,10 @@ class FastPipeline:
         buf = read_bytes(path)
         decoded = None
         if not is_jpeg(buf):  # other formats: PIL, full scale
-            from cnnbench.data.datamodule import load_image_file
-
             decoded = load_image_file(path)
         try:
             return self.apply(buf, py, gen, decoded, path)
         except (OSError, SyntaxError, ValueError, cv2.error):  # a broken header: PIL decides and names the file
-            from cnnbench.data.datamodule import load_image_file
-
             return self.apply(buf, py, gen, load_image_file(path), path)
 
     def apply(self, buf: np.ndarray, py: random.Random, gen: np.random.Generator,
@@ -190,8 +111,6 @@ class FastPipeline:
             k = reduction(y1 - y0, x1 - x0, oh, ow)
         img = decoded if decoded is not None else decode_rgb(buf, k)
         if img is None:  # OpenCV refused it: the PIL path (which names the file if it is bad)
-            from cnnbench.data.datamodule import load_image_file
-
             return self.apply(buf, py, gen, load_image_file(path), path)
         out = self._resample(img, (x0, y0, x1, y1), (oh, ow), interpolation, k)
         if out.ndim == 2:

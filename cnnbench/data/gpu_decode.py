@@ -78,13 +78,13 @@ class GpuDecodeImages(Dataset):
         return p
 
     def __getitem__(self, k: int):
-        from cnnbench.data.datamodule import _sample_seed
-        from cnnbench.data.fastpath import header_size, read_bytes
+        from cnnbench.data.image_io import header_size, read_bytes
+        from cnnbench.data.loading import sample_seed
 
         index, epoch = k % self.n, k // self.n
         path, label = self.split.files[index]
         buf = read_bytes(path)
-        s = _sample_seed(self.seed, epoch, index) if self.seed is not None else 0
+        s = sample_seed(self.seed, epoch, index) if self.seed is not None else 0
         py, gen = random.Random(s), np.random.Generator(np.random.PCG64(s))
         return torch.from_numpy(buf), torch.from_numpy(self.params(header_size(buf), py, gen)), int(label)
 

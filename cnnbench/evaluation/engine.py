@@ -306,7 +306,7 @@ class SplitReader:
         return len(self.split)
 
     def __call__(self, i: int) -> tuple[np.ndarray, int]:
-        from cnnbench.data.datamodule import load_image_file
+        from cnnbench.data.image_io import load_image_file
 
         if self.split.images is not None:
             return self.split.images[i], int(self.split.labels[i])
@@ -324,7 +324,7 @@ class FileReader:
         return len(self.paths)
 
     def __call__(self, i: int) -> tuple[np.ndarray | None, int]:
-        from cnnbench.data.datamodule import load_image_file
+        from cnnbench.data.image_io import load_image_file
 
         try:
             return load_image_file(self.paths[i]), -1
@@ -359,7 +359,7 @@ def view_loader(dataset: ViewDataset, plans: Sequence[ViewPlan], batch_size: int
                 num_workers: int, pin_memory: bool = False) -> DataLoader:
     """Images per batch = min(batch_size, crop_batch / views per image), at least 1: a batch holds
     about `crop_batch` views, whatever the protocol."""
-    from cnnbench.data.datamodule import _limit_worker_threads
+    from cnnbench.data.loading import limit_worker_threads as _limit_worker_threads
 
     cost = sum(p.cost_per_image() for p in plans)
     images = max(1, min(int(batch_size), int(crop_batch // max(cost, 1.0))))

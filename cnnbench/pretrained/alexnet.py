@@ -6,7 +6,7 @@ LRN) has no torchvision counterpart.
 """
 from __future__ import annotations
 
-from cnnbench.pretrained.core import Pretrained
+from cnnbench.pretrained.spec import Pretrained
 
 _MODULES = ["features.0", "features.3", "features.6", "features.8", "features.10",
             "classifier.1", "classifier.4", "classifier.6"]

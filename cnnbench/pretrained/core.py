@@ -11,39 +11,21 @@ crop_pct = crop / resize). Nothing is downloaded: the meta ships with torchvisio
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from cnnbench.choices import WEIGHT_SOURCES
 from cnnbench.errors import UserError
+from cnnbench.pretrained.spec import Pairs, Pretrained
 
-Pairs = list[tuple[str, str]]
 SOURCES = WEIGHT_SOURCES
 INCEPTION_INPUT = (0.5, 0.5, 0.5)  # transform_input: torchvision's Inception weights see (x − 0.5) / 0.5
 
 
 class WeightsError(UserError, ValueError):
     pass
-
-
-@dataclass(frozen=True)
-class Pretrained:
-    """One torchvision network and the cnnbench model that computes the same function."""
-
-    torchvision: str  # torchvision builder name
-    model: str  # cnnbench registry name
-    classifier: str  # torchvision key of the classifier weight (its rows: the class count)
-    pairs: Callable[[dict, nn.Module], Pairs]  # (state_dict, our built network) → the table
-    options: Callable[[dict], dict]  # state_dict → the cnnbench model options the import sets
-    folds: tuple[tuple[str, str], ...] = ()  # (conv, BN): conv bias folded into the BN's running mean
-    note: str = ""  # what the options change, printed by the command
-    refusal: str | None = None  # set: this network cannot be imported, and why
-    transform_input: bool = False  # the weights expect inputs in [-1, 1] (torchvision's transform_input)
 
 
 def entries() -> dict[str, Pretrained]:

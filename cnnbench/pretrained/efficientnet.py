@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from cnnbench.models.efficientnet import EFFICIENTNET_VARIANTS
-from cnnbench.pretrained.core import Pairs, Pretrained
+from cnnbench.pretrained.spec import Pairs, Pretrained
 
 TORCH_DEFAULT_BN = ("b0", "b1", "b2", "b3", "b4")
 

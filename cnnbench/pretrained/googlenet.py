@@ -7,7 +7,7 @@ Its weights therefore compute another function in our GoogLeNet — no table can
 """
 from __future__ import annotations
 
-from cnnbench.pretrained.core import Pretrained
+from cnnbench.pretrained.spec import Pretrained
 
 REFUSAL = ("torchvision's googlenet is not the paper's GoogLeNet with BN: the '5×5' branch of its Inception "
            "modules is a 3×3 conv (inception3a.branch3.1.conv.weight is [32, 16, 3, 3]; Table 1 and "

@@ -6,7 +6,7 @@ one (`aux_logits` follows the file).
 """
 from __future__ import annotations
 
-from cnnbench.pretrained.core import Pairs, Pretrained
+from cnnbench.pretrained.spec import Pairs, Pretrained
 
 STEM = (("Conv2d_1a_3x3", "0"), ("Conv2d_2a_3x3", "1"), ("Conv2d_2b_3x3", "2"),
         ("Conv2d_3b_1x1", "4"), ("Conv2d_4a_3x3", "5"))  # stem indices 3 and 6 are max-pools

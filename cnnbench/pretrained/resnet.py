@@ -7,7 +7,7 @@ therefore sets `shortcut=B` (and `stride_in_1x1=false` for the bottleneck depths
 from __future__ import annotations
 
 from cnnbench.models.resnet import IMAGENET_STAGES, IMAGENET_TABLE1
-from cnnbench.pretrained.core import Pairs, Pretrained
+from cnnbench.pretrained.spec import Pairs, Pretrained
 
 
 def resnet_pairs(depth: int) -> Pairs:

@@ -8,7 +8,7 @@ as running_mean − b without it, in eval and in training (the batch mean absorb
 from __future__ import annotations
 
 from cnnbench.models.vgg import VGG_TABLE1
-from cnnbench.pretrained.core import Pairs, Pretrained
+from cnnbench.pretrained.spec import Pairs, Pretrained
 
 CONFIGS = {"vgg11": "A", "vgg13": "B", "vgg16": "D", "vgg19": "E"}
 

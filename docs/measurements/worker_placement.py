@@ -28,14 +28,14 @@ WARMUP, WINDOW = 8, 10
 def rate(root: Path, aug: str, workers: int, pinned: bool) -> float:
     from cnnbench.benchmarking.loaders import loader_rate
     from cnnbench.data import ImageDataModule
-    from cnnbench.data.datamodule import _limit_worker_threads
+    from cnnbench.data.loading import limit_worker_threads as _limit_worker_threads
 
     data = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "data" / "imagefolder.yaml"))
     data.update(root=str(root), num_workers=workers, persistent_workers=False, batch_size=32, val_split=0,
                 image_size=224)
     augmentation = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "augmentation" / f"{aug}.yaml"))
     dm = ImageDataModule(data, augmentation, "resnet50", seed=0).load()
-    loader = dm._loader(dm.train_split, train=True)
+    loader = dm.loader(dm.train_split, train=True)
     everywhere = os.sched_getaffinity(0)
     if pinned:
         def init(worker_id: int) -> None:

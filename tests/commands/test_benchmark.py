@@ -65,12 +65,13 @@ def test_benchmark_data_mode_rows(tmp_path):
 def test_benchmark_measures_the_loader_rows_before_the_train_steps(tmp_path, monkeypatch):
     """`benchmark.mode=[train,data]`: the data rows run first (their workers fork from a lean process), the
     modes keep the order asked for, and `× train` uses the train mode's own rate."""
+    from cnnbench.benchmarking.bench import Bench
     from cnnbench.commands import benchmark as bench_cmd
 
     order = []
     for name in ("run_train", "run_data"):
-        original = getattr(bench_cmd._Bench, name)
-        monkeypatch.setattr(bench_cmd._Bench, name,
+        original = getattr(Bench, name)
+        monkeypatch.setattr(Bench, name,
                             lambda self, *a, _f=original, _n=name, **k: order.append(_n) or _f(self, *a, **k))
     cfg = compose_cfg("benchmark", TINY + ["benchmark.mode=[train,data]", "augmentation=pad_crop_flip",
                                            "benchmark.augmentations=[pad_crop_flip]", "benchmark.workers=[0]",
@@ -101,7 +102,7 @@ def test_benchmark_rejects_bad_values(tmp_path, override, valid):
 @pytest.mark.parametrize("model, size", [("resnet20", 8), ("googlenet", 64)])
 def test_plain_loop_and_module_compute_the_same_loss(model, size):
     """Same weights, same batch: the hand-written loop's loss equals ClassificationModule's (aux heads included)."""
-    from cnnbench.commands.benchmark import _Bench
+    from cnnbench.commands.benchmark import make_bench as _Bench
 
     cfg = compose_cfg("benchmark", TINY + [f"model={model}", f"data.image_size={size}", "loss.label_smoothing=0.1"])
     bench = _Bench(cfg, None)
@@ -264,3 +265,54 @@ def test_loader_rate_warns_when_the_window_runs_past_an_epoch(caplog):
     with caplog.at_level("WARNING", logger="cnnbench"):
         ips, images = loader_rate(lambda: iter(batches), 1, 4, name="row B")
     assert images == 8 and len(caplog.records) == 1 and "row B ran out of batches" in caplog.records[0].getMessage()
+
+
+def test_benchmark_precisions_are_lightnings():
+    """The precisions the benchmark takes are Lightning's inputs; the aliases map as Lightning's own table does."""
+    from typing import get_args
+
+    from lightning.fabric.plugins.precision import precision as lightning_precision
+
+    from cnnbench.benchmarking.precision import ALIASES, MIXED, unified
+    from cnnbench.choices import BENCHMARK_PRECISIONS
+
+    accepted = get_args(lightning_precision._PRECISION_INPUT_STR) + get_args(lightning_precision._PRECISION_INPUT_STR_ALIAS)
+    assert set(BENCHMARK_PRECISIONS) <= set(accepted)
+    assert ALIASES == {k: v for k, v in lightning_precision._PRECISION_INPUT_STR_ALIAS_CONVERSION.items() if k in ALIASES}
+    assert {unified(p) for p in BENCHMARK_PRECISIONS} == {"32-true", *MIXED}
+
+
+@pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("bf16-mixed", torch.bfloat16),
+                                              ("32-true", None), ("32", None)])
+def test_plain_loop_autocasts_as_lightnings_precision_plugin(precision, dtype):
+    from cnnbench.benchmarking import PlainLoop
+
+    loop = PlainLoop(torch.nn.Identity(), torch.nn.Identity(), (), 0.0, torch.device("cpu"), precision, False)
+    with loop.autocast():
+        enabled = torch.is_autocast_enabled("cpu")
+        got = torch.get_autocast_dtype("cpu") if enabled else None
+    assert got == dtype
+
+
+def test_benchmark_precision_is_checked_by_the_config_rules():
+    from cnnbench.config_schema import problems
+
+    found = problems(compose_cfg("benchmark", TINY + ["trainer.precision=16-true"]))
+    assert found == ["trainer.precision='16-true' is invalid for benchmark; valid: 32-true, 32, bf16-mixed, bf16, "
+                     "16-mixed or 16"]
+    assert problems(compose_cfg("benchmark", TINY + ["trainer.precision=bf16"])) == []
+    assert problems(compose_cfg("train", FAST + ["trainer.precision=16-true"])) == []  # train takes any of Lightning's
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("benchmark.sources=[]", "benchmark.sources=[] is invalid"),
+    ("benchmark.workers=[]", "benchmark.workers=[] is invalid; valid: a non-empty list of integers >= 0"),
+    ("benchmark.augmentations=[none,nope]", "benchmark.augmentations=['none', 'nope'] is invalid"),
+    ("benchmark.file_augmentations=[nope]", "benchmark.file_augmentations=['nope'] is invalid"),
+    ("benchmark.protocols=[7]", "benchmark.protocols=[7] is invalid; valid: 1, 10, 12, 50 or 144"),
+])
+def test_benchmark_lists_are_checked_by_the_config_rules(override, needle):
+    from cnnbench.config_schema import problems
+
+    found = problems(compose_cfg("benchmark", TINY + [override]))
+    assert len(found) == 1 and needle in found[0], found

@@ -18,7 +18,7 @@ def make_dm(overrides, model="resnet20", seed=0):
 
 def first_batch(dm, train=True):
     dm.load()
-    loader = dm._loader(dm.train_split if train else dm.test_split, train=train)
+    loader = dm.loader(dm.train_split if train else dm.test_split, train=train)
     return next(iter(loader))
 
 

@@ -14,15 +14,8 @@ from omegaconf import OmegaConf
 from scipy.stats import ks_2samp
 from torch.utils.data import Dataset
 
-from cnnbench.data.fastpath import (
-    FastPipeline,
-    decode_rgb,
-    fast_pipeline,
-    header_size,
-    jpeg_frame_size,
-    load_rgb,
-    read_bytes,
-)
+from cnnbench.data.fastpath import FastPipeline, fast_pipeline
+from cnnbench.data.image_io import decode_rgb, header_size, jpeg_frame_size, load_rgb, read_bytes
 from cnnbench.data.transforms import train_transform
 from tests.helpers import CONF
 

@@ -31,8 +31,8 @@ def test_batches_decode_and_augment_with_per_sample_seeds(photo_imagefolder, nam
 
     import numpy as np
 
-    from cnnbench.data.datamodule import _sample_seed
-    from cnnbench.data.fastpath import header_size, read_bytes
+    from cnnbench.data.image_io import header_size, read_bytes
+    from cnnbench.data.loading import sample_seed as _sample_seed
 
     s = _sample_seed(3, 0, 0)
     shape = header_size(read_bytes(split.files[0][0]))

@@ -154,7 +154,7 @@ def test_v4_reduction_a_klmn_and_head():
     assert ra[0][0][0].out_channels == 384  # n
     assert [blk[0].out_channels for blk in ra[1]] == [192, 224, 256]  # k, l, m
     assert m.dropout.p == pytest.approx(0.2) and m.fc.in_features == 1536
-    assert not hasattr(m, "aux_weights") or m.aux_weights == ()
+    assert m.aux_weights == () and not any("aux" in name for name, _ in m.named_modules())  # no auxiliary head
     assert model_info("inception_v4").aux_weights == ()
 
 

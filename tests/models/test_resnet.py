@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -317,22 +316,16 @@ def test_in_chans_and_num_classes():
 
 # --------------------------------------------------------------------------------------------- scaling
 
-_HAS_SCALING = importlib.util.find_spec("cnnbench.models.scaling") is not None
-needs_scaling = pytest.mark.skipif(not _HAS_SCALING, reason="cnnbench.models.scaling is not available yet")
-
-
 def test_scaling_none_is_the_paper():
     assert meta("resnet50").scaling is None
 
 
-@needs_scaling
 def test_scaling_identity_is_exactly_the_paper():
     m = meta("resnet50", scaling={"width_mult": 1.0, "depth_mult": 1.0})
     assert count_params(m) == PARAMS_B[50]
     assert m.repeats == (3, 4, 6, 3)
 
 
-@needs_scaling
 def test_scaling_width_and_depth():
     from cnnbench.models.scaling import round_filters, round_repeats
 
@@ -348,7 +341,6 @@ def test_scaling_width_and_depth():
     assert m(torch.zeros(1, 3, 64, 64, device="meta")).shape == (1, 1000)
 
 
-@needs_scaling
 def test_scaling_phi_and_resolution_recorded():
     m = meta("resnet18", scaling={"phi": 1})
     assert m.scaling.width_mult == pytest.approx(1.1) and m.scaling.depth_mult == pytest.approx(1.2)
@@ -360,9 +352,9 @@ def test_scaling_phi_and_resolution_recorded():
         meta("resnet18", scaling={"bogus": 1})
 
 
-@needs_scaling
 def test_scaling_from_omegaconf():
-    omegaconf = pytest.importorskip("omegaconf")
+    import omegaconf
+
     cfg = omegaconf.OmegaConf.create({"width_mult": 0.5})
     m = meta("plain18", scaling=cfg)  # what a Hydra override `model.scaling={width_mult:0.5}` passes
     assert m.stem[0][0].out_channels == 32

@@ -154,10 +154,7 @@ def test_resnet50_scaling_hook():
     from cnnbench.models.registry import _BUILDERS
     from cnnbench.profiling import count_params
 
-    if "resnet50" not in list_models():
-        pytest.skip("resnet50 (ResNet issue) is not registered yet; the scaling hook is untested")
-    if "scaling" not in inspect.signature(_BUILDERS["resnet50"]).parameters:
-        pytest.skip("resnet50 has no `scaling` option yet")
+    assert "resnet50" in list_models() and "scaling" in inspect.signature(_BUILDERS["resnet50"]).parameters
     with torch.device("meta"):
         base = count_params(create_model("resnet50"))
         deeper = count_params(create_model("resnet50", scaling={"depth_mult": 2.0}))
