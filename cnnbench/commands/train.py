@@ -12,8 +12,21 @@ from omegaconf import DictConfig
 
 from cnnbench.checkpoint import check_compatible, load_checkpoint, record_of, resume_checkpoint
 from cnnbench.hardware import check_devices, describe, machine_record, start_line
-from cnnbench.run import build_datamodule, build_module, build_trainer, global_batch, in_multirun, resolve_paths
-from cnnbench.runtime import PROCESS_START, check_run_dir, estimate_checkpoint_bytes, resolve_run_dir, write_json
+from cnnbench.run import (
+    build_datamodule,
+    build_module,
+    build_trainer,
+    global_batch,
+    in_multirun,
+    resolve_paths,
+)
+from cnnbench.runtime import (
+    PROCESS_START,
+    check_run_dir,
+    estimate_checkpoint_bytes,
+    resolve_run_dir,
+    write_json,
+)
 from cnnbench.training.fit import fit_and_test
 from cnnbench.training.loggers import finish_loggers
 from cnnbench.training.recipe_callbacks import apply_init_from

@@ -14,12 +14,11 @@ from cnnbench.evaluation.engine import (
     Scorer,
     SplitReader,
     ViewDataset,
-    ViewPlan,
     attach_dense,
     load_member,
-    make_plan,
     view_loader,
 )
+from cnnbench.evaluation.plan import ViewPlan, make_plan
 from tests.helpers import compose_cfg
 
 DIGITS = ["data=digits", "data.num_workers=0", "data.persistent_workers=false", "hardware=cpu",
