@@ -21,7 +21,6 @@ from torch.utils.data import DataLoader, Dataset
 from cnnbench.checkpoint import load_checkpoint, module_from_loaded, record_of
 from cnnbench.errors import UserError
 from cnnbench.evaluation.aggregate import aggregate_views, average
-from cnnbench.evaluation.choices import AGGREGATES, WEIGHTS
 from cnnbench.evaluation.plan import ViewPlan
 
 
@@ -47,8 +46,6 @@ def load_member(path: str, weights: str = "averaged") -> Member:
     Lightning's WeightAveraging callback stores the averaged weights in `state_dict` and the
     current (raw) ones in `current_model_state`; checkpoints of runs without it hold one set.
     """
-    if weights not in WEIGHTS:
-        raise UserError(f"eval.weights={weights!r}; valid choices: {', '.join(WEIGHTS)}")
     ckpt = load_checkpoint(path)
     record = record_of(ckpt, path)
     averaged = "current_model_state" in ckpt
@@ -185,8 +182,6 @@ class Scorer:
     precision: str = "32-true"
 
     def __post_init__(self) -> None:
-        if self.aggregate not in AGGREGATES:
-            raise UserError(f"eval.aggregate={self.aggregate!r}; valid choices: {', '.join(AGGREGATES)}")
         if int(self.crop_batch) < 1:
             raise UserError(f"eval.crop_batch={self.crop_batch}; it must be a positive number of views")
         for m in self.members:

@@ -15,7 +15,6 @@ import torch
 
 from cnnbench.data.transforms import eval_transform
 from cnnbench.errors import UserError
-from cnnbench.evaluation.choices import CROP_CHOICES, MODES, TWELVE
 from cnnbench.evaluation.crops import default_scales, extract, protocol_views, shifted_crops, whole_views
 from cnnbench.models import model_info
 
@@ -150,15 +149,10 @@ def _single_view(image_size: int, native_size: int | None, crop_pct: float):
 
 def make_plan(cfg_eval: Any, crops: int, record: dict[str, Any], image_size: int, native_size: int | None,
               gray: bool = False) -> ViewPlan:
-    """A member's plan from the `eval` config node and its checkpoint record."""
+    """A member's plan from the `eval` config node and its checkpoint record (the choices of eval.mode, crops
+    and eval.twelve are checked once, by config_schema.RULES, before the command runs)."""
     mode = str(cfg_eval.get("mode", "crops"))
-    if mode not in MODES:
-        raise UserError(f"eval.mode={mode!r}; valid choices: {', '.join(MODES)}")
-    if crops not in CROP_CHOICES:
-        raise UserError(f"crops={crops!r}; valid choices: {', '.join(map(str, CROP_CHOICES))}")
     twelve = str(cfg_eval.get("twelve", "one_square"))
-    if twelve not in TWELVE:
-        raise UserError(f"eval.twelve={twelve!r}; valid choices: {', '.join(TWELVE)}")
     scales = cfg_eval.get("scales")
     if scales is not None:
         try:
