@@ -56,6 +56,12 @@ class AugParams:
     jitter_order: tuple[str, str, str, str] = JITTER_OPS
     pca_offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
+    def __post_init__(self) -> None:
+        if self.interpolation not in INTERPOLATION_NAMES:
+            raise ValueError(f"interpolation {self.interpolation!r}; valid choices: {', '.join(INTERPOLATION_NAMES)}")
+        if sorted(self.jitter_order) != sorted(JITTER_OPS):
+            raise ValueError(f"jitter_order {self.jitter_order!r} is not an order of {', '.join(JITTER_OPS)}")
+
     @property
     def cv2_interpolation(self) -> int:
         return INTERPOLATIONS[self.interpolation]

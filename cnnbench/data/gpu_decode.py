@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 from cnnbench.data.aug_params import AugDraw, AugParams
 from cnnbench.errors import UserError
 
-# OpenCV interpolations (AugParams.interpolation) → torchvision's; area → bilinear with antialias
+# OpenCV interpolations (AugParams.interpolation) → torchvision's; area → bilinear with antialias (`one`)
 TORCHVISION_INTERPOLATION = {"linear": "bilinear", "area": "bilinear", "nearest": "nearest", "cubic": "bicubic"}
 
 
@@ -61,6 +61,19 @@ class GpuDecodeImages(Dataset):
         return torch.from_numpy(buf), torch.from_numpy(self.params(header_size(buf), py, gen).to_vector()), int(label)
 
 
+def sample_window(img: torch.Tensor, window, out_size: tuple[int, int]) -> torch.Tensor:
+    """uint8 C×H×W → C×oh×ow: output pixel (x, y) sampled bilinearly at source (x + 0.5)·f − 0.5 from the window's
+    corner (OpenCV's warpAffine convention, edges replicated), as the fast path resamples scale-jitter windows."""
+    x0, y0, x1, y1 = window
+    (oh, ow), (h, w) = out_size, img.shape[-2:]
+    xs = (torch.arange(ow, device=img.device, dtype=torch.float32) + 0.5) * ((x1 - x0) / ow) + x0  # source, + 0.5
+    ys = (torch.arange(oh, device=img.device, dtype=torch.float32) + 0.5) * ((y1 - y0) / oh) + y0
+    grid = torch.stack(torch.meshgrid(2 * xs / w - 1, 2 * ys / h - 1, indexing="xy"), -1)  # align_corners=False
+    out = torch.nn.functional.grid_sample(img[None].float(), grid[None], mode="bilinear", padding_mode="border",
+                                          align_corners=False)
+    return out[0].round_().clamp_(0, 255).to(torch.uint8)
+
+
 def collate(items):
     data, params, labels = zip(*items, strict=True)
     return list(data), torch.stack(params), torch.tensor(labels, dtype=torch.long)
@@ -80,18 +93,22 @@ class GpuAugment:
             self.policy = (v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET) if name == "imagenet" else v2.RandAugment())
 
     def one(self, img: torch.Tensor, p: AugParams) -> torch.Tensor:
-        """The geometry of `p` (window, output size, interpolation, flip) on one decoded C×H×W image."""
+        """The geometry of `p` on one decoded uint8 C×H×W image, resampled as the CPU fast path does
+        (cnnbench.data.fastpath.resample): an integer box cut and resized with the same filter (antialiased only
+        for "area", as OpenCV's INTER_AREA averages and its other filters do not), or a fractional window sampled
+        bilinearly at OpenCV's pixel-centre source coordinates; then the flip."""
         from torchvision.transforms import InterpolationMode
         from torchvision.transforms.v2 import functional as F
 
         x0, y0, x1, y1 = p.window
-        mode = InterpolationMode(TORCHVISION_INTERPOLATION[p.interpolation])
-        top, left = int(round(y0)), int(round(x0))
-        height, width = max(1, int(round(y1 - y0))), max(1, int(round(x1 - x0)))
-        out = F.resized_crop(img, top, left, height, width, list(p.out_size), interpolation=mode, antialias=True)
-        if p.flip:
-            out = F.horizontal_flip(out)
-        return out
+        if p.box_cut:
+            mode = InterpolationMode(TORCHVISION_INTERPOLATION[p.interpolation])
+            top, left, height, width = int(y0), int(x0), int(y1) - int(y0), int(x1) - int(x0)
+            out = F.resized_crop(img, top, left, height, width, list(p.out_size), interpolation=mode,
+                                 antialias=p.interpolation == "area")
+        else:
+            out = sample_window(img, p.window, p.out_size)
+        return F.horizontal_flip(out) if p.flip else out
 
     def __call__(self, batch, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
         from torchvision.io import ImageReadMode, decode_jpeg
