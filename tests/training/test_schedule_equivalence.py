@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -256,3 +257,49 @@ def test_new_states_name_their_schedule_and_total():
     assert saved_schedule_name(state) == "exponential" and planned_steps(state) == 77 and saved_position(state) == 0
     multistep = build_scheduler(opt, _conf("multistep"), 0.4, 77, 10.0).state_dict()
     assert saved_schedule_name(multistep) == "multistep"  # also a MultiStepLR, told apart by the tag
+
+
+def _logged_lrs(run_dir):
+    import csv
+
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return {int(row["step"]): float(row["lr"]) for row in csv.DictReader(f) if row.get("lr")}
+
+
+def test_a_run_continues_new_and_old_checkpoints_on_its_configs_schedule(tmp_path):
+    """Through Lightning: a 1-epoch multistep run continued to 2 epochs, from its own checkpoint and from the same
+    checkpoint with the scheduler state the old code wrote (LambdaLR of LRFactor), logs the LRs of a 2-epoch run
+    of the old factor from the saved step on, with no scheduler warning."""
+    from cnnbench.checkpoint import load_checkpoint
+    from tests.helpers import train_tiny
+
+    overrides = ["schedule=multistep", "schedule.milestones_epochs=[1.5]", "schedule.warmup_steps=3",
+                 "schedule.gamma=0.5"]
+    cfg = {"name": "multistep", "milestones_epochs": [1.5], "milestones_steps": None, "warmup_steps": 3, "gamma": 0.5}
+    first = train_tiny(tmp_path / "a", overrides + ["trainer.max_epochs=1"])
+    new_ckpt = Path(first["run_dir"]) / "checkpoints" / "last.ckpt"
+    ckpt = load_checkpoint(new_ckpt)
+    state, step = ckpt["lr_schedulers"][0], int(ckpt["global_step"])
+    assert saved_schedule_name(state) == "multistep" and planned_steps(state) == step == saved_position(state)
+
+    base = [g["initial_lr"] for g in ckpt["optimizer_states"][0]["param_groups"]]
+    opt = torch.optim.SGD([{"params": [torch.zeros(1, requires_grad=True)], "lr": lr} for lr in base])
+    old = old_scheduler(opt, cfg, step, float(step))
+    for _ in range(step):
+        opt.step()
+        old.step()
+    ckpt["lr_schedulers"] = [old.state_dict()]
+    old_ckpt = tmp_path / "old.ckpt"
+    torch.save(ckpt, old_ckpt)
+
+    reference = _lrs(lambda o: old_scheduler(o, cfg, 2 * step, float(step)), 2 * step, lr=base[0])[0::2]
+    for name, path in (("new", new_ckpt), ("old", old_ckpt)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            train_tiny(tmp_path / name, overrides + [f"ckpt_path={path}", "trainer.max_epochs=2", "logger=csv",
+                                                     "trainer.log_every_n_steps=1"])
+        assert not [w for w in caught if "lr_scheduler" in str(w.filename) or "scheduler" in str(w.message)]
+        logged = _logged_lrs(tmp_path / name)
+        assert sorted(logged) == list(range(step, 2 * step)), name
+        assert [logged[t] for t in range(step, 2 * step)] == pytest.approx(reference[step:2 * step], rel=1e-9)
+        assert len(set(logged.values())) == 2  # the milestone at 1.5 epochs falls inside the continued epoch
