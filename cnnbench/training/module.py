@@ -11,6 +11,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from cnnbench.models import create_model, main_logits, model_info
+from cnnbench.models.layers import BATCH_NORMS
 from cnnbench.training.optim import (
     REPLAYED,
     build_optimizer,
@@ -30,7 +31,7 @@ MODEL_SETTINGS = ("name", "compile", "bn_momentum", "bn_eps")
 def apply_bn_overrides(model: torch.nn.Module, model_cfg: dict[str, Any]) -> None:
     momentum, eps = model_cfg.get("bn_momentum"), model_cfg.get("bn_eps")
     for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+        if isinstance(m, BATCH_NORMS):
             if momentum is not None:
                 m.momentum = float(momentum)
             if eps is not None:

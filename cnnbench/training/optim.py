@@ -13,8 +13,9 @@ from torch import nn
 
 from cnnbench.choices import OPTIMIZERS, SCHEDULES
 from cnnbench.errors import ConfigError
+from cnnbench.models.layers import BATCH_NORMS
 
-_NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
+_NORM_TYPES = (*BATCH_NORMS, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 
 
 def param_groups(model: nn.Module, weight_decay: float, no_decay_bn: bool, no_decay_bias: bool) -> list[dict]:

@@ -208,3 +208,14 @@ def test_accumulation_reaches_target_global_batch():
     assert accumulation_for(256, 256) == 1
     with pytest.raises(ValueError, match="target_global_batch=1000"):
         accumulation_for(1000, 64)
+
+
+def test_batch_norms_name_every_batchnorm_of_torch_nn():
+    # the public classes stand for torch's private _BatchNorm base (weight decay exclusion, bn overrides)
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    from cnnbench.models.layers import BATCH_NORMS
+
+    torch_bns = {c for c in vars(nn).values() if isinstance(c, type) and issubclass(c, _BatchNorm)}
+    assert torch_bns == set(BATCH_NORMS)
+    assert not any(issubclass(c, BATCH_NORMS) for c in (nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d))
