@@ -325,7 +325,7 @@ def resume_at(scheduler, rebuild, position: int) -> None:
     for _ in range(position):
         twin.step()
     scheduler.load_state_dict(twin.state_dict())
-    for group, lr in zip(groups, twin.get_last_lr()):
+    for group, lr in zip(groups, twin.get_last_lr(), strict=True):
         group["lr"] = lr
 
 

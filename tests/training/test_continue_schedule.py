@@ -90,7 +90,7 @@ def test_loading_a_saved_composition_into_a_longer_one_is_not_enough():
     opt, continued = _scheduler(cfg, 20)
     opt.load_state_dict(first_opt.state_dict())
     state = first.state_dict()
-    for inner, fresh in zip(state["_schedulers"], continued.state_dict()["_schedulers"]):
+    for inner, fresh in zip(state["_schedulers"], continued.state_dict()["_schedulers"], strict=True):
         inner.update({k: v for k, v in fresh.items() if k not in ("last_epoch", "_step_count", "_last_lr")})
     continued.load_state_dict(state)
     ref_opt, reference = _scheduler(cfg, 20)

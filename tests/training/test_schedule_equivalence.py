@@ -113,10 +113,10 @@ def _lrs(make, steps, lr=0.4):
     return out
 
 
-def _assert_same(cfg, total, steps_per_epoch, lr=0.4):
+def _assert_same(cfg, total, steps_per_epoch, lr=0.4, label=""):
     new = _lrs(lambda o: build_scheduler(o, cfg, lr, total, steps_per_epoch), total, lr)
     old = _lrs(lambda o: old_scheduler(o, cfg, total, steps_per_epoch), total, lr)
-    assert new == pytest.approx(old, rel=1e-9, abs=0.0), (cfg, total, steps_per_epoch)
+    assert new == pytest.approx(old, rel=1e-9, abs=0.0), (label, cfg, total, steps_per_epoch)
     return new
 
 
@@ -209,7 +209,7 @@ def test_the_recipes_schedules_give_the_old_lrs(recipe_schedules):
         if cfg["name"] not in REPLAYED:
             continue
         for total, steps_per_epoch in ((300, 20.0), (2000, 100.0)):
-            _assert_same(cfg, total, steps_per_epoch)
+            _assert_same(cfg, total, steps_per_epoch, label=name)
         checked.add(cfg["name"])
     assert checked == {"constant", "multistep", "exponential", "cosine"}, checked
 
