@@ -222,7 +222,8 @@ def _decay(optimizer: torch.optim.Optimizer, cfg: dict[str, Any], lr: float, tot
     """The phase after a warm-up of `warmup` steps (its step 0 is global step `warmup`); None for constant.
     multistep and exponential count on the global step (TF's exponential_decay on global_step), so their
     milestones are shifted by the warm-up and those inside it all apply when the phase starts (its closed form);
-    cosine and poly run from the end of the warm-up to `total`."""
+    cosine and poly run from the end of the warm-up to `total`. Equal to the earlier hand-written factor up to
+    step `total` (a run's last); past it staircase exponential stops decaying and cosine would rise again."""
     name, gamma = cfg["name"], float(cfg.get("gamma", 0.1))
     if name == "multistep":
         return _LR.MultiStepLR(optimizer, [max(0, m - warmup) for m in _milestones(cfg, steps_per_epoch)], gamma)
