@@ -14,6 +14,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from cnnbench.errors import UserError
+from cnnbench.runtime import absolute
 from cnnbench.training.module import ClassificationModule
 
 log = logging.getLogger("cnnbench")
@@ -153,4 +154,14 @@ def newest_loadable_checkpoint(run_dir: Path) -> str | None:
         if "loops" in ckpt and "state_dict" in ckpt:
             return str(path)
         log.warning("resume=auto: skipping %s (no training state inside)", path)
+    return None
+
+
+def resume_checkpoint(ckpt_path: str | None, resume: str | None, run_dir: Path) -> str | None:
+    """The checkpoint a run continues from: `ckpt_path=` as given, or with `resume=auto` the newest loadable
+    checkpoint of the run dir (also SLURM's hpc_ckpt_*.ckpt); None starts from scratch."""
+    if ckpt_path:
+        return absolute(str(ckpt_path))
+    if resume == "auto":
+        return newest_loadable_checkpoint(run_dir)
     return None

@@ -225,6 +225,11 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
     return loggers
 
 
+def in_multirun() -> bool:
+    """Whether this process runs a job of a Hydra multirun (`-m`)."""
+    return _sweep_job() is not None
+
+
 def _sweep_job() -> tuple[str, int] | None:
     """(sweep dir, job number) inside a Hydra multirun, else None."""
     from hydra.core.hydra_config import HydraConfig
@@ -309,5 +314,5 @@ def build_trainer(cfg: DictConfig, run_dir: Path, *, callbacks: list | tuple = (
     )
 
 
-__all__ = ["resolve_paths", "checkpoint_paths", "find_runs", "build_datamodule", "build_module", "build_trainer",
+__all__ = ["in_multirun", "resolve_paths", "checkpoint_paths", "find_runs", "build_datamodule", "build_module", "build_trainer",
            "build_strategy", "build_loggers", "build_callbacks", "global_batch", "num_devices", "model_config"]

@@ -177,10 +177,7 @@ class StyleSettings:
     progress: bool = True
 
     def check(self) -> None:
-        for key, value, choices in (("solver", self.solver, SOLVERS), ("pool", self.pool, POOLS),
-                                    ("init", self.init, INITS)):
-            if value not in choices:
-                raise ConfigError(f"{key}={value!r}; valid choices: {', '.join(choices)}")
+        """What no config rule can check (solver, pool and init: config_schema.RULES)."""
         if self.steps < 1:
             raise ConfigError(f"steps={self.steps}; it must be at least 1")
         if self.style_layer_weights is not None and len(self.style_layer_weights) != len(self.style_layers):

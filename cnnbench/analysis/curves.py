@@ -17,6 +17,7 @@ from typing import Any
 
 from cnnbench.analysis.degradation import plot_error_curves, save_figure, summarize_run
 from cnnbench.analysis.runs import run_label, run_overrides  # noqa: F401 (run_label: re-exported)
+from cnnbench.runtime import write_json
 
 
 def error_at(curve: list[tuple[int, float]], iteration: float) -> float | None:
@@ -115,3 +116,44 @@ def plot_scaling(rows: list[dict[str, Any]], path: Path, title: str) -> None:
                 label=f"scale {method}" if method != "compound" else "compound scaling")
     ax.set(title=title, xlabel="MACs per image (millions)", ylabel="test top-1 accuracy (%)")
     save_figure(fig, [ax], path, legend_size=8)
+
+
+def _pct(v: float | None) -> str:
+    return f"{100 * v:.2f}%" if v is not None else "—"
+
+
+def curves_analysis(runs: list[Path], run_dir: Path, rule, pattern: str = "", name: str = "curves", title: str | None = None,
+                    smooth: int = 5) -> tuple[dict[str, Any], list[Path]]:
+    """`cnnbench analyze curves`: the figure, the numbers per run and the seeds' verdicts; <name>.json/.png."""
+    from cnnbench.errors import UserError
+
+    rows = summarize_curves(runs)
+    if not rows:
+        raise UserError(f"runs={pattern!r}: no run logged train/err in metrics.csv (train with this cnnbench)")
+    png_path, json_path = run_dir / f"{name}.png", run_dir / f"{name}.json"
+    plot_curves(rows, png_path, title=title or "error vs iterations", smooth=smooth)
+    seeds = rule.apply(rows)
+    write_json(json_path, {"analysis": "curves", "name": name, **seeds, "runs": rows})
+    for r in sorted(rows, key=lambda r: r["label"]):
+        quarters = " ".join(_pct(v) for v in r["val_err_at_fraction"].values())
+        print(f"cnnbench analyze: {r['label']:<40} held-out err at ¼ ½ ¾ end: {quarters}  mean {_pct(r['val_err_mean'])}"
+              f"  test err {_pct(r['test_err'])}  ({r['iterations']} it, {r['wall_s']} s)", flush=True)
+    return {"runs": rows, **seeds}, [json_path, png_path]
+
+
+def scaling_analysis(runs: list[Path], run_dir: Path, pattern: str = "", name: str = "scaling",
+                     title: str | None = None) -> tuple[dict[str, Any], list[Path]]:
+    """`cnnbench analyze scaling`: test accuracy vs MACs per scaling method; <name>.json/.png."""
+    from cnnbench.errors import UserError
+
+    rows = summarize_scaling(runs)
+    if not rows:
+        raise UserError(f"runs={pattern!r}: no run of a `claim.variant=…` sweep with results.json")
+    png_path, json_path = run_dir / f"{name}.png", run_dir / f"{name}.json"
+    plot_scaling(rows, png_path, title=title or "accuracy vs MACs (cf. Tan & Le Fig. 8)")
+    write_json(json_path, {"analysis": "scaling", "paper": "Tan & Le 2019 §3.2-3.3, Fig. 3 and Fig. 8",
+                           "runs": rows})
+    for r in rows:
+        print(f"cnnbench analyze: {r['variant']:<16} {r['macs'] / 1e6:8.2f} M MACs {r['params'] / 1e6:6.3f} M params"
+              f"  test acc1 {100 * r['test_acc1']:.2f}%", flush=True)
+    return {"runs": rows}, [json_path, png_path]

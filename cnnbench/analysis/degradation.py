@@ -17,6 +17,7 @@ from typing import Any
 
 from cnnbench.analysis.metrics import by_step, read_metrics
 from cnnbench.analysis.runs import run_label, run_seed
+from cnnbench.runtime import write_json
 
 
 def _depth(model: str) -> int:
@@ -166,3 +167,29 @@ def plot_degradation(rows: list[dict[str, Any]], path: Path, smooth: int = 5) ->
     spread = f" · mean of {seeds} seeds, shaded: their range" if seeds > 1 else ""
     fig.suptitle(f"thin: training error (batch, moving avg.) · bold: held-out error{spread}", fontsize=9)
     save_figure(fig, axes[0], path, legend_size=8)
+
+
+def degradation_analysis(runs: list[Path], run_dir: Path, rule, pattern: str = "", end_fraction: float = 0.25,
+                         smooth: int = 5) -> tuple[dict[str, Any], list[Path]]:
+    """`cnnbench analyze degradation`: the figure, the plain-vs-residual comparison per family, the seeds'
+    verdicts (`rule`: analysis.seeds.SeedRule); degradation.json and degradation.png in `run_dir`."""
+    from cnnbench.errors import UserError
+
+    rows = [r for r in (summarize_degradation_run(run, end_fraction) for run in runs) if r]
+    if not rows:
+        raise UserError(f"runs={pattern!r}: no run logged train/err in metrics.csv (train with this cnnbench)")
+    png_path, json_path = run_dir / "degradation.png", run_dir / "degradation.json"
+    plot_degradation(rows, png_path, smooth=smooth)
+    comparison = compare(rows)
+    summary = {"analysis": "degradation", "paper": "He et al. 2015 §4.2, Fig. 1 and Fig. 6",
+               "end_fraction": end_fraction, "comparison": comparison, **rule.apply(rows), "runs": rows}
+    write_json(json_path, summary)
+    for r in sorted(rows, key=lambda r: (r["family"], r["depth"])):
+        val = f"{100 * r['val_err_final']:.2f}" if r["val_err_final"] is not None else "—"
+        test = f"{100 * r['test_err']:.2f}" if r["test_err"] is not None else "—"
+        print(f"cnnbench analyze: {r['model']:<10} train err (last {r['train_err_final_batches']} logged batches) "
+              f"{100 * r['train_err_final']:.2f}%  held-out err {val}%  test err {test}%", flush=True)
+    for family, c in comparison.items():
+        print(f"cnnbench analyze: {family}: {c['deep']} vs {c['shallow']} — claim holds on training error: "
+              f"{c.get('claim_holds_on_train_error')}, on test error: {c.get('claim_holds_on_test_error')}", flush=True)
+    return summary, [json_path, png_path]

@@ -12,6 +12,7 @@ follows the BN can overwrite its output. Reported per layer, in execution order:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -184,3 +185,24 @@ def plot_layer_responses(results: dict[str, dict[str, Any]], path, title: str | 
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def layer_responses_summary(networks: dict[str, Any], data_name: str, run_dir: Path,
+                            rule) -> tuple[dict[str, Any], list[Path]]:
+    """layer_responses.json and .png of the measured networks, with the seeds' verdict on each network's mean
+    response std (its layers averaged; `expect=["resnet56 < resnet20"]`)."""
+    from cnnbench.runtime import write_json
+
+    summary = {"analysis": "layer_responses", "paper": "He et al. 2015 §4.2, Fig. 7", "data": data_name,
+               "split": "test",
+               "response": "output of the BatchNorm2d that follows each 3x3 conv (before ReLU/addition), eval mode",
+               "std": "pooled over images, channels and positions (std_channel_mean: per channel, averaged)",
+               "networks": networks}
+    rows = [{"label": n["model"], "seed": n["seed"], "run_dir": n["checkpoint"],
+             "response_std_mean": sum(n["std_layer_order"]) / n["n_layers"]} for n in networks.values()]
+    summary.update(rule.apply(rows, metric="response_std_mean"))
+    json_path, png_path = run_dir / "layer_responses.json", run_dir / "layer_responses.png"
+    write_json(json_path, summary)
+    plot_layer_responses(dict(networks), png_path,
+                         title=f"std of 3×3 layer responses on {data_name} test images (cf. He et al. Fig. 7)")
+    return summary, [json_path, png_path]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import dataclass
 from typing import Any
 
 METRICS = ("test_err", "val_err_final", "val_err_mean", "train_err_final", "grad_norm_median")
@@ -114,3 +115,39 @@ def format_verdict(v: dict[str, Any]) -> str:
     unit = " points" if percent else ""
     return (f"{v['expectation']}: gap {pct(v['gap_in_paper_direction'])}{unit} in the paper's direction, "
             f"threshold {pct(v['threshold'])} (2× pooled std, seeds {v['seeds'][0]}+{v['seeds'][1]}) → {v['verdict']}")
+
+
+@dataclass(frozen=True)
+class SeedRule:
+    """The claims' options of an analysis: the metrics to judge (`metric=`), the paper's expectations
+    (`expect=["A < B", …]`) and the rule's factor (`rule_factor=`)."""
+    metrics: tuple[str, ...] = ("test_err",)
+    expect: tuple[str, ...] = ()
+    factor: float = 2.0
+
+    def apply(self, rows: list[dict[str, Any]], metric: str | None = None) -> dict[str, Any]:
+        """Per arm (runs that differ only in `seed=`): mean ± std of each metric, printed; then the verdict on
+        each expectation by the stated rule, printed. `metric` replaces the configured metrics."""
+        metrics = (metric,) if metric else self.metrics
+        table = arms(rows, metrics=tuple(dict.fromkeys((*METRICS, *metrics))))
+        verdicts = [decide(table, e, m, self.factor) for m in metrics for e in self.expect]
+        for m in metrics:
+            print_arms(table, m)
+        for v in verdicts:
+            print(f"cnnbench analyze: {format_verdict(v)}", flush=True)
+        return {"metric": metrics[0] if len(metrics) == 1 else list(metrics), "rule_factor": self.factor,
+                "arms": table, "verdicts": verdicts}
+
+
+def print_arms(table: dict[str, Any], metric: str) -> None:
+    """One line per arm: its mean ± std of `metric` (errors in %) and its seeds."""
+    percent = "_err" in metric
+
+    def pct(v):
+        return "—" if v is None else f"{100 * v:.2f}" if percent else f"{v:.4f}"
+
+    for label, arm in table.items():
+        if metric in arm:
+            s = arm[metric]
+            print(f"cnnbench analyze: arm {label:<36} {metric} {pct(s['mean'])} ± {pct(s['std'])}"
+                  f"{' %' if percent else ''} (seeds {', '.join(str(x) for x in arm['seeds'])})", flush=True)

@@ -309,3 +309,58 @@ def copy_artifact(run: Path, dst_root: Path, roots: list[str] = ()) -> Path:
     if metrics.is_file():
         (target / "metrics.csv").write_text(prefixes.sub("…", metrics.read_text()))
     return target
+
+
+def _filter_rows(runs: list[Path]) -> list[dict[str, Any]]:
+    """The rows of the runs that ran a recipe as written (the others are named and left out)."""
+    kept = []
+    for run in runs:
+        changed = not_a_row(run)
+        if changed:
+            print(f"cnnbench analyze: zoo: {run} left out: it changes the row ({' '.join(changed)})", flush=True)
+        else:
+            kept.append(run)
+    return [r for r in (summarize_zoo_run(run) for run in kept) if r is not None]
+
+
+def _from_artifacts(rows: list[dict[str, Any]], target: Path, roots: list[str]) -> list[dict[str, Any]]:
+    """Copy the finished runs' artifacts to `target`, then read every artifact there (unfinished runs keep
+    their row): the committed artifacts are the table's source."""
+    for r in rows:
+        if r["test_acc1"] is not None and not r["artifact"]:
+            print(f"cnnbench analyze: zoo: {r['run_dir']} → {copy_artifact(Path(r['run_dir']), target, roots)}",
+                  flush=True)
+    kept = [r for r in rows if r["test_acc1"] is None and not r["artifact"]]
+    return kept + [r for r in (summarize_zoo_run(p.parent) for p in sorted(target.glob("*/seed*/results.json")))
+                   if r is not None]
+
+
+def zoo_analysis(runs: list[Path], run_dir: Path, roots: list[str], pattern: str = "", copy_to: Path | None = None,
+                 doc: Path | None = None) -> tuple[dict[str, Any], list[Path]]:
+    """`cnnbench analyze zoo`: zoo.md and zoo.json in `run_dir`; with `copy_to` the artifacts and the table's
+    numbers (`<copy_to>/zoo.json`, paths under `roots` trimmed); with `doc` the table written into that page."""
+    from cnnbench.errors import UserError
+    from cnnbench.runtime import write_json
+
+    rows = _filter_rows(runs)
+    if copy_to is not None:
+        rows = _from_artifacts(rows, copy_to, roots)
+    if not rows:
+        raise UserError(f"runs={pattern!r}: no run of an experiment=zoo_<model> recipe as written")
+    recipes = zoo_recipes()
+    table = zoo_table(recipes, rows)
+    md_path, json_path = run_dir / "zoo.md", run_dir / "zoo.json"
+    md_path.write_text(table)
+    public = {k: {"row": v[0], "test_acc1": v[1]} for k, v in PUBLIC.items()}
+    summary = {"analysis": "zoo", "public_benchmark": {"source": PUBLIC_SOURCE, "rows": public},
+               "table": table_numbers(recipes, rows), "runs": rows}
+    write_json(json_path, summary)
+    if copy_to is not None:  # the table's numbers beside the artifacts, without the machine's paths
+        write_json(copy_to / "zoo.json", trim(summary, prefix_re(roots)))
+    if doc is not None:
+        replace_table(doc, table)
+        print(f"cnnbench analyze: zoo: table written into {doc}", flush=True)
+    for r in rows:
+        acc = "—" if r["test_acc1"] is None else f"{r['test_acc1']:.4f}"
+        print(f"cnnbench analyze: zoo: {r['recipe']:<26} seed {r['seed']}  test acc1 {acc}  ({r['run_dir']})", flush=True)
+    return summary, [md_path, json_path]

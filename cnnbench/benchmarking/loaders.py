@@ -212,7 +212,7 @@ class _FileRows:
     def round(self, workers: int, augmentations: list[str], protocols: list[int], first_workers: bool) -> None:
         """One round of every row at `workers` worker processes: the references, the train pipelines, the
         eval protocols."""
-        from cnnbench.evaluation.engine import ViewPlan, reference_size
+        from cnnbench.evaluation.plan import ViewPlan, reference_size
 
         files, size, batch = self.files, self.dm.image_size, self.window.batch
         self.add("reference", "opencv_reference", workers, lambda: _loader(ReferenceImages(files, size), batch, workers))

@@ -1,7 +1,7 @@
-"""`cnnbench eval ckpt_path=… [crops=N] [eval.mode=…]`: accuracy of a checkpoint (or an ensemble of
-checkpoints) on a split, with the papers' test-time protocols; writes eval.json and eval.md.
+"""`cnnbench eval ckpt_path=… [crops=N] [eval.mode=…] [eval.views=train]`: accuracy of a checkpoint (or an
+ensemble of checkpoints) on a split, with the papers' test-time protocols; writes eval.json and eval.md.
 
-Protocols and their sources: `cnnbench.evaluation.crops` and docs/evaluation.md.
+Protocols and their sources: `cnnbench.evaluation.crops`, `cnnbench.evaluation.plan` and docs/evaluation.md.
 """
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from torchmetrics.classification import MulticlassAccuracy
 from cnnbench.checkpoint import check_compatible
 from cnnbench.errors import UserError
 from cnnbench.evaluation.cost import cost_line, seconds_per_image
-from cnnbench.evaluation.engine import SplitReader, load_ensemble, make_plan, plan_members, protocol_note, scoring
-from cnnbench.evaluation.paper import paper_reference
+from cnnbench.evaluation.engine import SplitReader, load_ensemble, plan_members, scoring
+from cnnbench.evaluation.plan import make_plan, protocol_note
+from cnnbench.evaluation.results import eval_record, markdown_row, summary_line
 from cnnbench.models import model_info
 from cnnbench.run import (
     build_datamodule,
@@ -26,32 +27,40 @@ from cnnbench.run import (
 )
 from cnnbench.runtime import resolve_run_dir, write_json
 
-
-def markdown_row(result: dict[str, Any]) -> tuple[str, str]:
-    """A header and a row in the papers' style: errors in %, ours beside the paper's."""
-    paper = result.get("paper") or {}
-
-    def pct(v):
-        return f"{100 * v:.2f}" if v is not None else "—"
-
-    header = ("| model | data | crops | mode | models | images | top-1 err % | top-5 err % | paper top-1 err % "
-              "| paper top-5 err % |\n|---|---|---|---|---|---|---|---|---|---|")
-    crops = result["crops"] if result.get("views", "protocol") == "protocol" else f"train ({result['views_per_image']})"
-    row = (f"| {result['model']} | {result['data']}/{result['split']} | {crops} | {result['mode']} | "
-           f"{len(result['models'])} | {result['n_images']} | {pct(result['top1_err'])} | "
-           f"{pct(result.get('top5_err'))} | {pct(paper.get('top1_err'))} | {pct(paper.get('top5_err'))} |")
-    return header, row
+__all__ = ["evaluate"]
 
 
-def _plans(members: list, ev: DictConfig, crops: int, forced_size: int | None, native_size: int | None) -> list:
-    """Each member's view plan (`m.plan` indexes the returned list; members with equal plans share one)."""
-    for m in members:
-        size = int(forced_size) if forced_size is not None else int(m.record["image_size"])
-        if size < model_info(m.name).min_input_size:
-            raise UserError(f"data.image_size={size} is below the minimum input size "
-                            f"{model_info(m.name).min_input_size} of model {m.name!r}")
-    return plan_members(members, lambda m: make_plan(ev, crops, m.record, int(forced_size or m.record["image_size"]),
-                                                     native_size))
+def evaluate(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
+    """Load → the data the checkpoint was trained on → view plans → cost line → score → eval.json, one line."""
+    start = time.time()
+    run_dir = resolve_run_dir(run_dir)
+    crops, split, ev = cfg.get("crops", 1), str(cfg.get("split", "test")), cfg.eval  # values: config_schema
+    members = load_ensemble(_checkpoints(cfg), str(ev.get("weights", "averaged")))
+    dm, data, forced_size = _data(cfg, members, split)
+    plans = _plans(members, ev, crops, forced_size, dm.native_size)
+    note = protocol_note(ev, crops, members[0].record)
+    if note:
+        print(f"cnnbench eval: note: {note}", flush=True)
+    scorer, loader = scoring(cfg, members, plans, SplitReader(data), len(data), batch_size=int(ev.get("batch_size", 256)),
+                             num_workers=int(cfg.data.num_workers),
+                             precision=str(cfg.get("trainer", {}).get("precision", "32-true")))
+    k, name = min(int(cfg.get("topk", 5)), dm.num_classes), "+".join(m.name for m in members)
+    views = str(ev.get("views", "protocol"))
+    print(cost_line(views_per_image=sum(plans[m.plan].views_per_image() for m in members), n_images=len(data),
+                    crops=crops, split=split, model=name, views=views,
+                    per_image_s=seconds_per_image(scorer, loader.dataset, loader.batch_size)), flush=True)
+    t_scoring = time.time()
+    acc1, acck = _accuracy(scorer, loader, dm.num_classes, k, bool(ev.get("progress", True)), f"eval {name}")
+    result = eval_record(acc1=acc1, acck=acck, k=k, members=members, plans=plans, crops=crops, views=views,
+                         scorer=scorer, data_name=str(cfg.data.name), split=split, n_images=len(data),
+                         image_size=dm.image_size, num_classes=dm.num_classes, scoring_s=time.time() - t_scoring,
+                         wall_s=time.time() - start)
+    header, row = markdown_row(result)
+    result["markdown"] = row
+    write_json(run_dir / "eval.json", result)
+    (run_dir / "eval.md").write_text(header + "\n" + row + "\n")
+    print(summary_line(result, k, run_dir / "eval.json") + "\n" + header + "\n" + row, flush=True)
+    return result
 
 
 def _checkpoints(cfg: DictConfig) -> list[str]:
@@ -63,16 +72,9 @@ def _checkpoints(cfg: DictConfig) -> list[str]:
     return checkpoint_paths(cfg.get("ckpt_path"))
 
 
-def evaluate(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
-    start = time.time()
-    run_dir = resolve_run_dir(run_dir)
-    crops = cfg.get("crops", 1)  # checked against CROP_CHOICES by make_plan
-    paths = _checkpoints(cfg)
-    split = cfg.get("split", "test")
-    if split not in ("test", "val"):
-        raise UserError(f"split={split!r}; valid choices: test, val")
-    ev = cfg.eval
-    members = load_ensemble(paths, str(ev.get("weights", "averaged")))
+def _data(cfg: DictConfig, members: list, split: str):
+    """The data module of the checkpoint's own data (or `data=`), unaugmented, and the split to score;
+    `data.image_size` as forced on the command line (None: each checkpoint's own)."""
     first = members[0]
     data_cfg, note = data_for_checkpoint(cfg, first.record)
     with open_dict(cfg):
@@ -90,62 +92,18 @@ def evaluate(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
     data = dm.test_split if split == "test" else dm.val_split
     if data is None:
         raise UserError("split=val but data.val_split is 0")
-    plans = _plans(members, ev, crops, forced_size, dm.native_size)
-
-    note = protocol_note(ev, crops, first.record)
-    if note:
-        print(f"cnnbench eval: note: {note}", flush=True)
-    scorer, loader = scoring(cfg, members, plans, SplitReader(data), len(data), batch_size=int(ev.get("batch_size", 256)),
-                             num_workers=int(cfg.data.num_workers),
-                             precision=str(cfg.get("trainer", {}).get("precision", "32-true")))
-    device = scorer.device
-    k = min(int(cfg.get("topk", 5)), dm.num_classes)
-    name = "+".join(m.name for m in members)
-    views = sum(plans[m.plan].views_per_image() for m in members)
-    print(cost_line(views_per_image=views, n_images=len(data), crops=crops, split=split, model=name,
-                    views=str(ev.get("views", "protocol")),
-                    per_image_s=seconds_per_image(scorer, loader.dataset, loader.batch_size)), flush=True)
-    t_scoring = time.time()
-    a1, ak = _accuracy(scorer, loader, dm.num_classes, k, bool(ev.get("progress", True)), f"eval {name}")
-    scoring_s = time.time() - t_scoring
-    result: dict[str, Any] = {
-        "acc1": a1,
-        f"acc{k}": ak,
-        "top1_err": round(1 - a1, 6),
-        f"top{k}_err": round(1 - ak, 6),
-        "n_images": len(data),
-        "crops": crops,
-        "mode": plans[0].mode,
-        "views": str(ev.get("views", "protocol")),
-        "scales": {m.name: list(plans[m.plan].pixel_scales()) for m in members}
-        if plans[0].parts() != ["single"] else None,
-        "aggregate": scorer.aggregate,
-        "views_per_image": views,  # forward passes per image, over all models ("cost" in GoogLeNet Table 3)
-        "models": [m.path for m in members],
-        "model": name,
-        "weights": [m.weights for m in members],
-        "data": str(cfg.data.name),
-        "split": split,
-        "image_size": dm.image_size,
-        "device": str(device),
-        "images_per_s": round(len(data) / max(scoring_s, 1e-9), 2),
-        "wall_s": round(time.time() - start, 2),
-    }
-    if "acc5" not in result:
-        result["acc5"] = None  # fewer than 5 classes
-    paper = paper_reference(first.name, str(cfg.data.name), dm.num_classes, crops, plans[0].mode,
-                            list(plans[0].reference_scales()) if plans[0].parts() != ["single"] else None,
-                            len(members))
-    if paper is not None:
-        result["paper"] = paper
-    _write_and_print(result, run_dir, k)
-    return result
+    return dm, data, forced_size
 
 
-def _protocol(result: dict[str, Any]) -> str:
-    if result.get("views") == "train":
-        return "views=train"
-    return f"crops={result['crops']}, mode={result['mode']}"
+def _plans(members: list, ev: DictConfig, crops: int, forced_size: int | None, native_size: int | None) -> list:
+    """Each member's view plan (`m.plan` indexes the returned list; members with equal plans share one)."""
+    for m in members:
+        size = int(forced_size) if forced_size is not None else int(m.record["image_size"])
+        if size < model_info(m.name).min_input_size:
+            raise UserError(f"data.image_size={size} is below the minimum input size "
+                            f"{model_info(m.name).min_input_size} of model {m.name!r}")
+    return plan_members(members, lambda m: make_plan(ev, crops, m.record, int(forced_size or m.record["image_size"]),
+                                                     native_size))
 
 
 def _accuracy(scorer, loader, num_classes: int, k: int, progress: bool, desc: str) -> tuple[float, float]:
@@ -156,16 +114,3 @@ def _accuracy(scorer, loader, num_classes: int, k: int, progress: bool, desc: st
         acc1.update(probs, labels)
         acck.update(probs, labels)
     return float(acc1.compute()), float(acck.compute())
-
-
-def _write_and_print(result: dict[str, Any], run_dir, k: int) -> None:
-    """eval.json, eval.md (the papers' table row) and the one-line summary."""
-    header, row = markdown_row(result)
-    result["markdown"] = row
-    write_json(run_dir / "eval.json", result)
-    (run_dir / "eval.md").write_text(header + "\n" + row + "\n")
-    print(f"cnnbench eval: {result['model']} on {result['data']}/{result['split']} ({result['n_images']} images, "
-          f"{_protocol(result)}, {result['views_per_image']} views/image) — "
-          f"acc1 {result['acc1']:.4f}, acc{k} {result[f'acc{k}']:.4f} → {run_dir / 'eval.json'}", flush=True)
-    print(header + "\n" + row, flush=True)
-

@@ -12,7 +12,8 @@ import torch
 from omegaconf import DictConfig
 
 from cnnbench.errors import UserError
-from cnnbench.evaluation.engine import FileReader, load_ensemble, make_plan, plan_members, scoring
+from cnnbench.evaluation.engine import FileReader, load_ensemble, plan_members, scoring
+from cnnbench.evaluation.plan import make_plan
 from cnnbench.run import checkpoint_paths
 from cnnbench.runtime import absolute, resolve_run_dir
 

@@ -1,5 +1,5 @@
-"""`data.decode=gpu`: the loader workers read the JPEG bytes and draw each sample's augmentation parameters
-(seeded per sample, with the same geometry as the CPU fast path, cnnbench.data.fastpath); the batch is decoded
+"""`data.decode=gpu`: the loader workers read the JPEG bytes and draw each sample's AugParams (seeded per sample,
+with the same `draw` as the CPU fast path, cnnbench.data.aug_params); the batch is decoded
 on the GPU in one call (`torchvision.io.decode_jpeg(list, device="cuda")`, nvJPEG), cropped and flipped there with
 torchvision.transforms.v2's functional ops, and colour-jittered as one batch (cnnbench.data.photometric).
 
@@ -13,12 +13,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from cnnbench.data.aug_params import AugDraw, AugParams
 from cnnbench.errors import UserError
 
-# parameter vector per sample: x0, y0, x1, y1, interpolation code, flip, brightness delta, brightness, contrast,
-# saturation, hue, pca offset r, g, b, then the order of the four jitter ops (4 values)
-N_PARAMS = 18
-_INTERP = {0: "nearest", 1: "bilinear", 2: "bicubic", 3: "bilinear"}  # OpenCV codes → torchvision (area → bilinear + antialias)
+# OpenCV interpolations (AugParams.interpolation) → torchvision's; area → bilinear with antialias (`one`)
+TORCHVISION_INTERPOLATION = {"linear": "bilinear", "area": "bilinear", "nearest": "nearest", "cubic": "bicubic"}
 
 
 def require_gpu() -> None:
@@ -37,45 +36,18 @@ def unsupported(aug) -> str | None:
 
 
 class GpuDecodeImages(Dataset):
-    """Item: (JPEG bytes as a uint8 tensor, float64 parameter vector, label)."""
+    """Item: (JPEG bytes as a uint8 tensor, the sample's AugParams as a float64 vector, label)."""
 
     def __init__(self, split, aug, image_size: int, crop_pct: float, seed: int | None, train: bool) -> None:
-        from cnnbench.data.fastpath import fast_pipeline
-
         self.split, self.aug, self.seed, self.train = split, aug, seed, train
-        self.geometry = fast_pipeline(aug, image_size, None, crop_pct, train, reduced=False)
+        self.drawer = AugDraw(aug if train else None, image_size, crop_pct)
         self.n = len(split)
 
     def __len__(self) -> int:
         return self.n
 
-    def params(self, shape: tuple[int, int], py: random.Random, gen: np.random.Generator) -> np.ndarray:
-        from cnnbench.data.photometric import IDENTITY
-        from cnnbench.data.transforms import IMAGENET_RGB_EIGVAL, IMAGENET_RGB_EIGVEC
-
-        (x0, y0, x1, y1), _, interpolation = self.geometry.box(shape, py, gen)
-        p = np.zeros(N_PARAMS)
-        p[:5] = x0, y0, x1, y1, interpolation
-        p[6:18] = IDENTITY  # the photometric part: cnnbench.data.photometric's vector
-        aug = self.aug if self.train else None
-        if aug is None:
-            return p
-        p[5] = float(aug.get("hflip", False) and py.random() < 0.5)
-        if aug.get("brightness_delta"):
-            p[6] = py.uniform(-float(aug.brightness_delta), float(aug.brightness_delta))
-        jitter = aug.get("color_jitter") or {}
-        for i, key in enumerate(("brightness", "contrast", "saturation")):
-            x = float(jitter.get(key, 0) or 0)
-            p[7 + i] = py.uniform(max(0.0, 1 - x), 1 + x) if x else 1.0
-        hue = float(jitter.get("hue", 0) or 0)
-        p[10] = py.uniform(-hue, hue) if hue else 0.0
-        order = list(range(4))
-        py.shuffle(order)
-        p[14:18] = order
-        if aug.get("pca_alpha"):
-            alphas = np.array([py.gauss(0.0, float(aug.pca_alpha)) for _ in range(3)])
-            p[11:14] = 255.0 * (np.asarray(IMAGENET_RGB_EIGVEC) @ (alphas * np.asarray(IMAGENET_RGB_EIGVAL)))
-        return p
+    def params(self, shape: tuple[int, int], py: random.Random, gen: np.random.Generator) -> AugParams:
+        return self.drawer(shape, py, gen)
 
     def __getitem__(self, k: int):
         from cnnbench.data.image_io import header_size, read_bytes
@@ -86,7 +58,20 @@ class GpuDecodeImages(Dataset):
         buf = read_bytes(path)
         s = sample_seed(self.seed, epoch, index) if self.seed is not None else 0
         py, gen = random.Random(s), np.random.Generator(np.random.PCG64(s))
-        return torch.from_numpy(buf), torch.from_numpy(self.params(header_size(buf), py, gen)), int(label)
+        return torch.from_numpy(buf), torch.from_numpy(self.params(header_size(buf), py, gen).to_vector()), int(label)
+
+
+def sample_window(img: torch.Tensor, window, out_size: tuple[int, int]) -> torch.Tensor:
+    """uint8 C×H×W → C×oh×ow: output pixel (x, y) sampled bilinearly at source (x + 0.5)·f − 0.5 from the window's
+    corner (OpenCV's warpAffine convention, edges replicated), as the fast path resamples scale-jitter windows."""
+    x0, y0, x1, y1 = window
+    (oh, ow), (h, w) = out_size, img.shape[-2:]
+    xs = (torch.arange(ow, device=img.device, dtype=torch.float32) + 0.5) * ((x1 - x0) / ow) + x0  # source, + 0.5
+    ys = (torch.arange(oh, device=img.device, dtype=torch.float32) + 0.5) * ((y1 - y0) / oh) + y0
+    grid = torch.stack(torch.meshgrid(2 * xs / w - 1, 2 * ys / h - 1, indexing="xy"), -1)  # align_corners=False
+    out = torch.nn.functional.grid_sample(img[None].float(), grid[None], mode="bilinear", padding_mode="border",
+                                          align_corners=False)
+    return out[0].round_().clamp_(0, 255).to(torch.uint8)
 
 
 def collate(items):
@@ -107,19 +92,23 @@ class GpuAugment:
 
             self.policy = (v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET) if name == "imagenet" else v2.RandAugment())
 
-    def one(self, img: torch.Tensor, p: list[float]) -> torch.Tensor:
+    def one(self, img: torch.Tensor, p: AugParams) -> torch.Tensor:
+        """The geometry of `p` on one decoded uint8 C×H×W image, resampled as the CPU fast path does
+        (cnnbench.data.fastpath.resample): an integer box cut and resized with the same filter (antialiased only
+        for "area", as OpenCV's INTER_AREA averages and its other filters do not), or a fractional window sampled
+        bilinearly at OpenCV's pixel-centre source coordinates; then the flip."""
         from torchvision.transforms import InterpolationMode
         from torchvision.transforms.v2 import functional as F
 
-        x0, y0, x1, y1 = p[:4]
-        mode = InterpolationMode(_INTERP[int(p[4])])
-        top, left = int(round(y0)), int(round(x0))
-        height, width = max(1, int(round(y1 - y0))), max(1, int(round(x1 - x0)))
-        out = F.resized_crop(img, top, left, height, width, [self.size, self.size], interpolation=mode,
-                             antialias=True)
-        if p[5]:
-            out = F.horizontal_flip(out)
-        return out
+        x0, y0, x1, y1 = p.window
+        if p.box_cut:
+            mode = InterpolationMode(TORCHVISION_INTERPOLATION[p.interpolation])
+            top, left, height, width = int(y0), int(x0), int(y1) - int(y0), int(x1) - int(x0)
+            out = F.resized_crop(img, top, left, height, width, list(p.out_size), interpolation=mode,
+                                 antialias=p.interpolation == "area")
+        else:
+            out = sample_window(img, p.window, p.out_size)
+        return F.horizontal_flip(out) if p.flip else out
 
     def __call__(self, batch, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
         from torchvision.io import ImageReadMode, decode_jpeg
@@ -128,9 +117,10 @@ class GpuAugment:
 
         data, params, labels = batch
         images = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
-        out = torch.stack([self.one(img, p) for img, p in zip(images, params.tolist(), strict=True)])
-        if self.train:  # the photometric ops, batched (cnnbench.data.photometric: its vector is params[6:18])
-            out = apply_photometric(out, params[:, 6:18])
+        records = [AugParams.from_vector(row) for row in params.tolist()]
+        out = torch.stack([self.one(img, p) for img, p in zip(images, records, strict=True)])
+        if any(p.photometric for p in records):  # the photometric ops, batched (cnnbench.data.photometric)
+            out = apply_photometric(out, params)
         if self.policy is not None:
             out = torch.stack([self.policy(img) for img in out])
         return out, labels.to(device)

@@ -78,7 +78,8 @@ class AugmentedImages(Dataset):
         out = self.transform(image=image)["image"]
         if out.ndim == 2:
             out = out[..., None]
-        return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1))), label
+        # C-contiguous and writable (a read-only stored image passed through unchanged would warn in torch)
+        return torch.from_numpy(np.require(out.transpose(2, 0, 1), requirements=["C", "W"])), label
 
     def _generators(self, epoch: int, index: int) -> tuple[random.Random, np.random.Generator]:
         s = sample_seed(self.seed, epoch, index) if self.seed is not None else 0

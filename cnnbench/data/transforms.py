@@ -81,19 +81,25 @@ class PCALighting(A.ImageOnlyTransform):
         return 255.0 * (self.eigvec @ (np.asarray(alphas) * self.eigval))
 
     def apply(self, img: np.ndarray, alphas=np.zeros(3), **params) -> np.ndarray:
-        offset = self.offset(alphas)
-        if img.shape[-1] == 1:
-            offset = offset.mean(keepdims=True)
-        # clip(v + offset) truncated to uint8, as a per-channel lookup table on the uint8 image (the same
-        # float32 arithmetic on the 256 possible values instead of on every pixel)
-        values = np.arange(256, dtype=np.float32)[:, None]
-        table = np.clip(values + offset.astype(np.float32)[None, :], 0, 255).astype(np.uint8)
-        if img.shape[-1] == 3:
-            return cv2.LUT(np.ascontiguousarray(img), table.reshape(256, 1, 3))
-        return table[img, np.arange(img.shape[-1])]
+        return add_rgb_offset(img, self.offset(alphas))
 
     def get_transform_init_args_names(self):
         return ("alpha",)
+
+
+def add_rgb_offset(img: np.ndarray, offset) -> np.ndarray:
+    """uint8 HWC image + a per-channel RGB offset (0–255 scale; one-channel images get its mean), clipped and
+    truncated to uint8: PCALighting's pixels."""
+    offset = np.asarray(offset, dtype=np.float64)
+    if img.shape[-1] == 1:
+        offset = offset.mean(keepdims=True)
+    # clip(v + offset) truncated to uint8, as a per-channel lookup table on the uint8 image (the same
+    # float32 arithmetic on the 256 possible values instead of on every pixel)
+    values = np.arange(256, dtype=np.float32)[:, None]
+    table = np.clip(values + offset.astype(np.float32)[None, :], 0, 255).astype(np.uint8)
+    if img.shape[-1] == 3:
+        return cv2.LUT(np.ascontiguousarray(img), table.reshape(256, 1, 3))
+    return table[img, np.arange(img.shape[-1])]
 
 
 # ITU-R BT.601 luma weights (R, G, B): OpenCV's RGB→gray, the grey that contrast and saturation blend towards

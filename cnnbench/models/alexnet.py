@@ -31,7 +31,7 @@ from torch import nn
 
 from cnnbench.errors import ConfigError
 from cnnbench.models.layers import he_init
-from cnnbench.models.registry import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, register_model
+from cnnbench.models.registry import ModelInfo, register_model
 
 # §3, Fig. 2 as data: ("conv", out, kernel, stride, padding) | "lrn" | "pool"; every conv has a ReLU.
 ALEXNET_2012: tuple[Any, ...] = (
@@ -114,16 +114,11 @@ class AlexNet(nn.Module):
 
 
 @register_model(ModelInfo(
-    name="alexnet",
-    family="alexnet",
+    name="alexnet", family="alexnet",
     paper="Krizhevsky et al. 2012, §3 and Fig. 2 (one tower)",
-    input_size=224,
-    min_input_size=63,
-    crop_pct=0.875,
-    paper_params=62_378_344,
-    paper_macs=1.1353e9,
-    paper_top1=round(1 - 0.407, 4),
-    paper_top5=round(1 - 0.182, 4),
+    input_size=224, min_input_size=63,
+    paper_params=62_378_344, paper_macs=1.1353e9,
+    paper_top1=round(1 - 0.407, 4), paper_top5=round(1 - 0.182, 4),
     reference_source=(
         "params/MACs: exact count of Fig. 2's layers as one tower at 224² (the two-GPU net of the paper has "
         "60,965,224 params, §1 '60 million'); top-1/top-5: Table 2, 1 CNN, ILSVRC-2012 val, 40.7% / 18.2% "
@@ -135,16 +130,10 @@ def alexnet(num_classes: int = 1000, in_chans: int = 3, dropout: float = DROPOUT
 
 
 @register_model(ModelInfo(
-    name="alexnet_owt",
-    family="alexnet",
+    name="alexnet_owt", family="alexnet",
     paper="Krizhevsky 2014, 'One weird trick …' (torchvision's alexnet widths)",
-    input_size=224,
-    min_input_size=63,
-    crop_pct=0.875,
-    mean=IMAGENET_MEAN,
-    std=IMAGENET_STD,
-    paper_params=61_100_840,
-    paper_macs=0.71419e9,
+    input_size=224, min_input_size=63,
+    paper_params=61_100_840, paper_macs=0.71419e9,
     reference_source="params/MACs: exact count of torchvision.models.alexnet's layers at 224²; no accuracy recorded",
 ))
 def alexnet_owt(num_classes: int = 1000, in_chans: int = 3, dropout: float = DROPOUT,

@@ -44,7 +44,7 @@ from torch import nn
 
 from cnnbench.models._inception_parts import INCEPTION_BN_EPS, init_bn_net, parse_scaling, round_width
 from cnnbench.models.layers import ConvBNAct
-from cnnbench.models.registry import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, register_model
+from cnnbench.models.registry import ModelInfo, register_model
 
 # The appendix table: module, #1×1, #3×3 reduce, #3×3, double #3×3 reduce, double #3×3, pool, pool proj
 # (0 = "pass through"), stride. 3c and 4e: "stride 2", no 1×1 column.
@@ -120,19 +120,11 @@ class BNInception(nn.Module):
 
 
 @register_model(ModelInfo(
-    name="inception_v2",
-    family="inception",
+    name="inception_v2", family="inception",
     paper="Ioffe & Szegedy 2015 (BN-Inception), appendix table (Fig. 5) and §4.2",
-    input_size=224,
-    min_input_size=32,
-    crop_pct=0.875,
-    interpolation="bilinear",
-    mean=IMAGENET_MEAN,
-    std=IMAGENET_STD,
-    paper_params=11_285_224,
-    paper_macs=2.0326e9,
-    paper_top1=round(1 - 0.252, 4),
-    paper_top5=round(1 - 0.0782, 4),
+    input_size=224, min_input_size=32,
+    paper_params=11_285_224, paper_macs=2.0326e9,
+    paper_top1=round(1 - 0.252, 4), paper_top5=round(1 - 0.0782, 4),
     reference_source=(
         "params/MACs: exact count of the appendix table's filter columns at 224² (its output column disagrees "
         "for 3c/4c/4d/4e; §4.2 states 13.6·10⁶ params, which the table does not reproduce); top-1/top-5: "

@@ -230,8 +230,7 @@ def _register(variant: str) -> None:
     v = EFFICIENTNET_VARIANTS[variant]
     name = f"efficientnet_{variant}"
     info = ModelInfo(
-        name=name,
-        family="efficientnet",
+        name=name, family="efficientnet",
         paper=f"Tan & Le 2019, Table 1 (B0) + §3.3 compound scaling; {variant.upper()} in Table 2",
         input_size=v["res"],
         # TF "same" padding: each of the five stride-2 stages maps n → ceil(n/2), so any side works; below
@@ -239,13 +238,10 @@ def _register(variant: str) -> None:
         min_input_size=8,
         crop_pct=v["crop"],
         interpolation="bicubic",
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
+        mean=IMAGENET_MEAN, std=IMAGENET_STD,
         reference_num_classes=1000,
-        paper_params=v["params"],
-        paper_macs=v["macs"],
-        paper_top1=v["top1"],
-        paper_top5=v["top5"],
+        paper_params=v["params"], paper_macs=v["macs"],
+        paper_top1=v["top1"], paper_top5=v["top5"],
         reference_source=(
             "params: exact count of the reference-implementation architecture (Table 2 rounds "
             "it); MACs: analytic count at the native resolution incl. SE (Table 2 rounds it, "

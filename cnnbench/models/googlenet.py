@@ -30,7 +30,7 @@ from cnnbench.models._inception_parts import (
     parse_scaling,
     round_width,
 )
-from cnnbench.models.registry import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, register_model
+from cnnbench.models.registry import ModelInfo, register_model
 
 # Table 1: module name, #1×1, #3×3 reduce, #3×3, #5×5 reduce, #5×5, pool proj; "pool" = max pool 3×3/2.
 GOOGLENET_TABLE1: tuple[Any, ...] = (
@@ -175,19 +175,11 @@ class GoogLeNet(nn.Module):
 
 
 @register_model(ModelInfo(
-    name="googlenet",
-    family="inception",
+    name="googlenet", family="inception",
     paper="Szegedy et al. 2015, 'Going deeper with convolutions', Table 1 and §5",
-    input_size=224,
-    min_input_size=32,
-    crop_pct=0.875,
-    interpolation="bilinear",
-    mean=IMAGENET_MEAN,
-    std=IMAGENET_STD,
-    paper_params=6_998_552,
-    paper_macs=1.583e9,
-    paper_top1=None,
-    paper_top5=1 - 0.1007,
+    input_size=224, min_input_size=32,
+    paper_params=6_998_552, paper_macs=1.583e9,
+    paper_top1=None, paper_top5=1 - 0.1007,
     reference_source=(
         "params/MACs: exact count of Table 1's filter columns (the printed params/ops "
         "columns are internally inconsistent: conv1, 4c, 5a); 13,378,280 params with both aux heads. "

@@ -189,14 +189,11 @@ class HighwayConvNet(nn.Module):
 
 @register_model(
     ModelInfo(
-        name="highway_mlp",
-        family="highway",
+        name="highway_mlp", family="highway",
         paper="Srivastava et al. 2015 (Highway Networks); CNN lecture part II, 'Highway Networks'",
-        input_size=28,
-        min_input_size=28,
+        input_size=28, min_input_size=28,
         crop_pct=1.0,
-        mean=MNIST_MEAN,
-        std=MNIST_STD,
+        mean=MNIST_MEAN, std=MNIST_STD,
         reference_num_classes=10,
         reference_source="no reference numbers: the lecture gives the equations and the layer code only; "
         "the flattened input size is in_chans × input_size² (MNIST-like 28×28 by default; other image "
@@ -216,14 +213,11 @@ def build_highway_mlp(
 
 @register_model(
     ModelInfo(
-        name="highway_conv",
-        family="highway",
+        name="highway_conv", family="highway",
         paper="Srivastava et al. 2015 (Training Very Deep Networks); layout of He et al. 2015 §4.2",
-        input_size=32,
-        min_input_size=8,
+        input_size=32, min_input_size=8,
         crop_pct=1.0,
-        mean=CIFAR_MEAN,
-        std=CIFAR_STD,
+        mean=CIFAR_MEAN, std=CIFAR_STD,
         reference_num_classes=10,
         reference_source="no exact reference: this is a CIFAR-ResNet-style layout with highway layers, not "
         "Srivastava et al.'s network; the ResNet paper's Table 6 lists Highway-19 (2.3M params) at 7.54% "

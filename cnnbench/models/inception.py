@@ -176,19 +176,12 @@ class InceptionNet(nn.Module):
 
 
 @register_model(ModelInfo(
-    name="inception_v3",
-    family="inception",
+    name="inception_v3", family="inception",
     paper="Szegedy et al. 2016, 'Rethinking the Inception Architecture', Table 1 (TF-slim reading) and Figs. 5-7",
-    input_size=299,
-    min_input_size=75,
-    crop_pct=0.875,
-    interpolation="bilinear",
-    mean=INCEPTION_MEAN,
-    std=INCEPTION_STD,
-    paper_params=23_834_568,
-    paper_macs=5.71e9,
-    paper_top1=1 - 0.212,
-    paper_top5=1 - 0.056,
+    input_size=299, min_input_size=75,
+    mean=INCEPTION_MEAN, std=INCEPTION_STD,
+    paper_params=23_834_568, paper_macs=5.71e9,
+    paper_top1=1 - 0.212, paper_top5=1 - 0.056,
     reference_source=(
         "params: exact count of the layer list above, aux head off "
         "(27,161,264 with it); MACs: ≈5.7 G, the TF-slim figure (the paper's abstract says "
@@ -275,19 +268,12 @@ INCEPTION_V4: tuple[tuple[str, Block], ...] = (
 
 
 @register_model(ModelInfo(
-    name="inception_v4",
-    family="inception",
+    name="inception_v4", family="inception",
     paper="Szegedy et al. 2017, 'Inception-v4, Inception-ResNet…', Figs. 3-9, Table 1",
-    input_size=299,
-    min_input_size=75,
-    crop_pct=0.875,
-    interpolation="bilinear",
-    mean=INCEPTION_MEAN,
-    std=INCEPTION_STD,
-    paper_params=42_679_816,
-    paper_macs=12.25e9,
-    paper_top1=1 - 0.200,
-    paper_top5=1 - 0.050,
+    input_size=299, min_input_size=75,
+    mean=INCEPTION_MEAN, std=INCEPTION_STD,
+    paper_params=42_679_816, paper_macs=12.25e9,
+    paper_top1=1 - 0.200, paper_top5=1 - 0.050,
     reference_source=(
         "params/MACs: exact count of Figs. 3-9 (matches the TF-slim release); "
         "top-1/top-5: Table 2, 20.0% / 5.0% single-crop error on the non-blacklisted val subset"

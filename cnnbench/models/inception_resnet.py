@@ -228,12 +228,10 @@ class InceptionResNet(nn.Module):
 # ============================================================================ registry
 _COMMON = dict(
     family="inception_resnet",
-    input_size=299,
-    min_input_size=75,
+    input_size=299, min_input_size=75,
     crop_pct=0.875,
     interpolation="bilinear",
-    mean=INCEPTION_MEAN,
-    std=INCEPTION_STD,
+    mean=INCEPTION_MEAN, std=INCEPTION_STD,
 )
 _PAPER = "Szegedy et al. 2017, 'Inception-v4, Inception-ResNet…'"
 _SCALE_DOC = "residual_scale defaults A 0.17 / B 0.10 / C 0.20 are TF-slim's (the paper: 0.1-0.3)"
@@ -242,10 +240,8 @@ _SCALE_DOC = "residual_scale defaults A 0.17 / B 0.10 / C 0.20 are TF-slim's (th
 @register_model(ModelInfo(
     name="inception_resnet_v1",
     paper=f"{_PAPER}, Figs. 10-15, Table 1",
-    paper_params=22_756_328,
-    paper_macs=6.21e9,
-    paper_top1=1 - 0.213,
-    paper_top5=1 - 0.055,
+    paper_params=22_756_328, paper_macs=6.21e9,
+    paper_top1=1 - 0.213, paper_top5=1 - 0.055,
     reference_source=(
         "params/MACs: exact count of the paper's figures, 5/10/5 blocks; "
         f"top-1/top-5: Table 2, 21.3% / 5.5% single-crop error, non-blacklisted val; {_SCALE_DOC}"
@@ -262,10 +258,8 @@ def build_inception_resnet_v1(num_classes: int = 1000, in_chans: int = 3,
 @register_model(ModelInfo(
     name="inception_resnet_v2",
     paper=f"{_PAPER}, Figs. 3, 7, 15-19, Table 1",
-    paper_params=32_433_928,
-    paper_macs=9.26e9,
-    paper_top1=1 - 0.199,
-    paper_top5=1 - 0.049,
+    paper_params=32_433_928, paper_macs=9.26e9,
+    paper_top1=1 - 0.199, paper_top5=1 - 0.049,
     reference_source=(
         "params/MACs: exact count of the paper's figures, 5/10/5 blocks, up-projections as wide as the trunk "
         "(1152 / 2144; the figures print 1154 / 2048); top-1/top-5: Table 2, 19.9% / 4.9% "
@@ -284,10 +278,8 @@ def build_inception_resnet_v2(num_classes: int = 1000, in_chans: int = 3,
 @register_model(ModelInfo(
     name="inception_resnet_v2_tfslim",
     paper="TF-slim inception_resnet_v2 release (tensorflow/models research/slim), after " + _PAPER,
-    paper_params=55_843_464,
-    paper_macs=13.16e9,
-    paper_top1=0.804,
-    paper_top5=0.953,
+    paper_params=55_843_464, paper_macs=13.16e9,
+    paper_top1=0.804, paper_top5=0.953,
     reference_source=(
         "params/MACs: exact count of the released layer list, no aux head (TF-slim); "
         "top-1/top-5: released checkpoint, single centre crop, full val (TF-slim's published figure, not in the paper); "

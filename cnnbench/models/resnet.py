@@ -96,17 +96,13 @@ def _register_cifar(depth: int, residual: bool) -> None:
     n, params, macs, top1 = CIFAR_DEPTHS[depth]
     name = f"{'resnet' if residual else 'plain'}{depth}"
     info = ModelInfo(
-        name=name,
-        family="resnet_cifar",
+        name=name, family="resnet_cifar",
         paper="He et al. 2015, §4.2 (CIFAR-10, 6n+2 layers, option A)",
-        input_size=32,
-        min_input_size=8,
+        input_size=32, min_input_size=8,
         crop_pct=1.0,
-        mean=CIFAR_MEAN,
-        std=CIFAR_STD,
+        mean=CIFAR_MEAN, std=CIFAR_STD,
         reference_num_classes=10,
-        paper_params=params,
-        paper_macs=macs,
+        paper_params=params, paper_macs=macs,
         paper_top1=top1 if residual else None,
         reference_source="params/MACs: exact count of §4.2's layers (Table 6 rounds them); "
         "top-1: Table 6 (CIFAR-10 test error)" if residual else "params/MACs: same layers as the ResNet",
@@ -341,14 +337,11 @@ def _register_imagenet(depth: int, residual: bool) -> None:
     if residual:
         source += ". " + _TORCHVISION_NOTE
     info = ModelInfo(
-        name=name,
-        family="resnet" if residual else "plain",
+        name=name, family="resnet" if residual else "plain",
         paper=f"He et al. 2015, Table 1 ({depth}-layer{', plain' if not residual else ''}, {option_text})",
-        input_size=224,
-        min_input_size=32,
+        input_size=224, min_input_size=32,
         crop_pct=0.875,
-        paper_params=params,
-        paper_macs=table_macs,
+        paper_params=params, paper_macs=table_macs,
         paper_top1=round(1 - top1_err / 100, 4),
         paper_top5=round(1 - top5_err / 100, 4) if top5_err is not None else None,
         reference_source=source,

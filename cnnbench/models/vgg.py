@@ -224,14 +224,11 @@ def _register(name: str) -> None:
     config, params, macs, top1_err, top5_err = VGG_MODELS[name]
     bn_default = name.endswith("_bn")
     info = ModelInfo(
-        name=name,
-        family="vgg",
+        name=name, family="vgg",
         paper=f"Simonyan & Zisserman 2015, Table 1 (configuration {config}{', with BN' if bn_default else ''})",
-        input_size=224,
-        min_input_size=32,
+        input_size=224, min_input_size=32,
         crop_pct=0.875,
-        paper_params=params,
-        paper_macs=macs,
+        paper_params=params, paper_macs=macs,
         paper_top1=round(1 - top1_err / 100, 4) if top1_err is not None else None,
         paper_top5=round(1 - top5_err / 100, 4) if top5_err is not None else None,
         reference_source=(

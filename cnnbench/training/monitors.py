@@ -91,7 +91,7 @@ class RunSpeed(Callback):
         self._window.append((images, step, wait))
         while len(self._window) > max(1, int(trainer.log_every_n_steps)):
             self._window.popleft()
-        pl_module.log_dict(self._rates(*map(sum, zip(*self._window))), on_step=True, on_epoch=False)
+        pl_module.log_dict(self._rates(*map(sum, zip(*self._window, strict=True))), on_step=True, on_epoch=False)
 
     @staticmethod
     def _rates(images: float, step: float, wait: float) -> dict[str, float]:

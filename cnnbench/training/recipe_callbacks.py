@@ -141,3 +141,22 @@ def init_from_checkpoint(model: torch.nn.Module, path: str | Path, model_name: s
 
 
 __all__ = ["ConditionalWarmup", "build_recipe_callbacks", "init_from_checkpoint", "warmup_applies"]
+
+
+def apply_init_from(cfg, module) -> None:
+    """Fine-tuning (`init_from=`): weights (averaged when present) from a checkpoint and a new head; a recipe
+    that fine-tunes (`recipe.requires_init_from`) refuses to start without one."""
+    from omegaconf import OmegaConf
+
+    from cnnbench.runtime import absolute
+
+    if (cfg.get("recipe") or {}).get("requires_init_from") and not cfg.get("init_from"):
+        raise UserError("this recipe fine-tunes a trained network: give init_from=<path to a cnnbench .ckpt>")
+    if not cfg.get("init_from"):
+        return
+    if cfg.get("ckpt_path"):
+        raise UserError("init_from= and ckpt_path= exclude each other: init_from starts a new run from "
+                        "weights, ckpt_path resumes a run")
+    init_from_checkpoint(module.model, absolute(str(cfg.init_from)), str(cfg.model.name),
+                         new_head=bool(cfg.get("init_new_head", True)),
+                         model_cfg=OmegaConf.to_container(cfg.model, resolve=True))

@@ -70,7 +70,7 @@ def main() -> None:
         aug = OmegaConf.load(ROOT / "conf" / "augmentation" / f"{name}.yaml")
         fast = fast_pipeline(aug, 224, None, 0.875, train=True)
         bare = fast_pipeline(aug, 224, None, 0.875, train=True)
-        bare.post = None
+        bare.steps = []
         py, gen = random.Random(0), np.random.default_rng(0)
         pieces[(name, "full_ms")] = lambda i, f=fast, py=py, gen=gen: f.apply(bufs[i], py, gen)
         pieces[(name, "geometry_decode_ms")] = lambda i, f=bare, py=py, gen=gen: f.apply(bufs[i], py, gen)

@@ -73,7 +73,7 @@ def torchvision_probs(net, ckpt: Path, root: Path, crops: int, cfg_eval) -> tupl
     """Softmax averaged over our views, computed by torchvision's network on torchvision-normalised crops."""
     from cnnbench.checkpoint import load_checkpoint
     from cnnbench.data.datamodule import load_image_file
-    from cnnbench.evaluation.engine import make_plan
+    from cnnbench.evaluation.plan import make_plan
 
     record = load_checkpoint(ckpt)["cnnbench"]
     plan = make_plan(cfg_eval, crops, record, 224, None)

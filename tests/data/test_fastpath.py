@@ -14,7 +14,8 @@ from omegaconf import OmegaConf
 from scipy.stats import ks_2samp
 from torch.utils.data import Dataset
 
-from cnnbench.data.fastpath import FastPipeline, fast_pipeline
+from cnnbench.data.aug_params import AugParams
+from cnnbench.data.fastpath import fast_pipeline, resample
 from cnnbench.data.image_io import decode_rgb, header_size, jpeg_frame_size, load_rgb, read_bytes
 from cnnbench.data.transforms import train_transform
 from tests.helpers import CONF
@@ -132,7 +133,7 @@ def test_scale_jitter_resamples_only_the_window_like_resize_then_crop(photo):
                              interpolation=cv2.INTER_LINEAR)
         x0, y0 = round(window[0] * resized.shape[1] / img.shape[1]), round(window[1] * resized.shape[0] / img.shape[0])
         expected = resized[y0:y0 + 224, x0:x0 + 224].astype(int)
-        got = fast._resample(img, window, (224, 224), cv2.INTER_LINEAR, 1).astype(int)
+        got = resample(img, AugParams(window, (224, 224)), 1).astype(int)
         diff = np.abs(got - expected)
         assert diff.mean() <= 0.5 and np.quantile(diff, 0.99) <= 2
 
@@ -148,10 +149,9 @@ def test_reduced_scale_decode_stays_within_tolerance_of_the_full_decode(photo_im
         h, w = full.shape[:2]
         side = min(h, w)
         out = side // k
-        fast = FastPipeline("rrc", out, None, crops=[A.RandomResizedCrop(size=(out, out))])
         window = (w - side, 0, w, side)
-        a = fast._resample(full, window, (out, out), cv2.INTER_AREA, 1).astype(float)
-        b = fast._resample(small, window, (out, out), cv2.INTER_LINEAR, k).astype(float)
+        a = resample(full, AugParams(window, (out, out), "area", box_cut=True), 1).astype(float)
+        b = resample(small, AugParams(window, (out, out), "linear", box_cut=True), k).astype(float)
         assert a.shape == b.shape == (out, out, 3)
         assert np.abs(a - b).mean() <= 4.0
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from cnnbench.data.aug_params import VECTOR_SIZE, AugParams
 from cnnbench.data.gpu_decode import GpuAugment, GpuDecodeImages, collate, unsupported
 from cnnbench.data.sources import load_imagefolder
 from cnnbench.errors import UserError
@@ -21,30 +22,33 @@ def test_batches_decode_and_augment_with_per_sample_seeds(photo_imagefolder, nam
     split = load_imagefolder(str(photo_imagefolder)).train
     data = GpuDecodeImages(split, _aug(name), 64, 0.875, seed=3, train=True)
     batch = collate([data[i] for i in range(4)])
-    assert isinstance(batch[0], list) and batch[0][0].dtype == torch.uint8 and batch[1].shape == (4, 18)
+    assert isinstance(batch[0], list) and batch[0][0].dtype == torch.uint8 and batch[1].shape == (4, VECTOR_SIZE)
     again = collate([data[i] for i in range(4)])
     assert torch.equal(batch[1], again[1])  # parameters depend only on (seed, epoch, index)
     x, y = GpuAugment(_aug(name), 64, train=True)(batch, "cpu")
     assert x.shape == (4, 3, 64, 64) and x.dtype == torch.uint8 and y.tolist() == [lab for _, lab in split.files[:4]]
-    # the crop window is the CPU fast path's (same geometry object, same generators)
+    # the crop window is the CPU fast path's (the same draw on the same generators)
     import random
 
     import numpy as np
 
+    from cnnbench.data.aug_params import draw
     from cnnbench.data.image_io import header_size, read_bytes
     from cnnbench.data.loading import sample_seed as _sample_seed
 
     s = _sample_seed(3, 0, 0)
     shape = header_size(read_bytes(split.files[0][0]))
-    window, _, _ = data.geometry.box(shape, random.Random(s), np.random.Generator(np.random.PCG64(s)))
-    assert batch[1][0, :4].tolist() == pytest.approx(list(window))
+    drawn = draw(_aug(name), shape, 64, random.Random(s), np.random.Generator(np.random.PCG64(s)))
+    assert AugParams.from_vector(batch[1][0]).window == pytest.approx(drawn.window)
 
 
 def test_eval_views_have_no_random_parameters(photo_imagefolder):
     split = load_imagefolder(str(photo_imagefolder)).test
     data = GpuDecodeImages(split, _aug("inception"), 48, 0.875, seed=None, train=False)
     batch = collate([data[i] for i in range(2)])
-    assert batch[1][:, 5:7].abs().sum() == 0 and torch.all(batch[1][:, 7:10] == 1) and batch[1][:, 10:14].abs().sum() == 0
+    for row in batch[1]:
+        p = AugParams.from_vector(row)
+        assert not p.flip and not p.photometric and p.out_size == (48, 48)
     x, _ = GpuAugment(_aug("inception"), 48, train=False)(batch, "cpu")
     assert x.shape == (2, 3, 48, 48)
 

@@ -9,8 +9,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from cnnbench.data.aug_params import VECTOR_SIZE, AugParams
 from cnnbench.data.fastpath import fast_pipeline, read_bytes
-from cnnbench.data.photometric import IDENTITY, apply_photometric
+from cnnbench.data.photometric import apply_photometric
 from cnnbench.errors import UserError
 from tests.helpers import CONF
 
@@ -40,14 +41,14 @@ def test_device_ops_give_the_cpu_pipelines_pixels_and_leave_the_generators_alike
     out = apply_photometric(torch.stack(crops), torch.stack(vectors)).permute(0, 2, 3, 1).numpy()
     diff = np.abs(out.astype(int) - np.stack(expected).astype(int))
     assert diff.max() <= 3 and (diff > 1).mean() < 0.02
-    assert not torch.equal(torch.stack(vectors)[:, :8], torch.tensor(IDENTITY)[:8].expand(24, 8))  # parameters drawn
+    assert any(AugParams.from_vector(v).photometric for v in vectors)  # parameters drawn
 
 
 def test_grey_batches_get_brightness_contrast_and_pca_only():
     images = torch.arange(2 * 8 * 8, dtype=torch.float32).remainder(256).to(torch.uint8).view(2, 1, 8, 8)
-    params = torch.tensor([IDENTITY, IDENTITY], dtype=torch.float64)
-    params[0, 2], params[0, 3], params[0, 4] = 0.5, 0.0, 0.3  # contrast, saturation (ignored), hue (ignored)
-    out = apply_photometric(images, params)
+    identity = AugParams(window=(0, 0, 8, 8), out_size=(8, 8))
+    changed = AugParams(window=(0, 0, 8, 8), out_size=(8, 8), contrast=0.5, saturation=0.0, hue=0.3)  # s, h ignored
+    out = apply_photometric(images, torch.from_numpy(np.stack([changed.to_vector(), identity.to_vector()])))
     x = images[0].float()
     assert torch.equal(out[0], ((x - x.mean()) * 0.5 + x.mean()).round().to(torch.uint8))
     assert torch.equal(out[1], images[1])
@@ -65,7 +66,7 @@ def test_the_datamodule_runs_the_photometric_ops_on_the_batch(photo_imagefolder)
     aug = OmegaConf.to_container(_aug("inception"))
     dm = ImageDataModule(_data(photo_imagefolder, photometric="device"), aug, "resnet50").load()
     images, params, labels = next(iter(dm.train_dataloader()))
-    assert images.dtype == torch.uint8 and params.shape == (4, 12)
+    assert images.dtype == torch.uint8 and params.shape == (4, VECTOR_SIZE)
     x, y = dm.on_before_batch_transfer((images, params, labels), 0)
     cpu = ImageDataModule(_data(photo_imagefolder), aug, "resnet50").load()
     expected, expected_y = next(iter(cpu.train_dataloader()))

@@ -11,7 +11,7 @@ from cnnbench.data.transforms import training_geometry
 from cnnbench.errors import UserError
 from cnnbench.evaluation.cost import cost_line
 from cnnbench.evaluation.crops import shift_offsets, shifted_crops
-from cnnbench.evaluation.engine import make_plan, protocol_note
+from cnnbench.evaluation.plan import make_plan, protocol_note
 from tests.evaluation.test_engine import DIGITS
 from tests.helpers import compose_cfg
 

@@ -43,6 +43,7 @@ def onecycle_run(tmp_path_factory):
     return run_dir, results | {"wandb_keys": wandb_keys}
 
 
+@pytest.mark.slow
 def test_onecycle_lr_rises_then_falls(onecycle_run):
     run_dir, results = onecycle_run
     lrs = [lr for _, lr in _column(run_dir, "lr")]
@@ -55,6 +56,7 @@ def test_onecycle_lr_rises_then_falls(onecycle_run):
     assert min(momenta) < max(momenta)  # one-cycle cycles the momentum against the learning rate
 
 
+@pytest.mark.slow
 def test_step_schedule_drops_tenfold_at_its_milestones(tmp_path):
     cfg = compose_cfg("train", TINY + ["schedule=multistep", "schedule.milestones_epochs=[1,2]",
                                        "trainer.max_epochs=3"])
@@ -68,11 +70,13 @@ def test_step_schedule_drops_tenfold_at_its_milestones(tmp_path):
     assert second == pytest.approx(first / 10) and third == pytest.approx(first / 100)
 
 
+@pytest.mark.slow
 def test_wandb_history_gets_the_same_schedule_and_speed(onecycle_run):
     keys = onecycle_run[1]["wandb_keys"]
     assert {"lr", "lr-momentum", "speed/train_images_per_s", "speed/data_wait_share", "time/epoch_s"} <= keys
 
 
+@pytest.mark.slow
 def test_speed_columns_and_results(onecycle_run):
     run_dir, results = onecycle_run
     for key in ("speed/train_images_per_s", "speed/step_images_per_s", "speed/data_wait_share"):
@@ -100,6 +104,7 @@ def test_progress_under_a_pipe_is_a_periodic_line():
     assert isinstance(progress_callback(stream=Terminal()), TQDMProgressBar)
 
 
+@pytest.mark.slow
 def test_line_progress_writes_lines_not_carriage_returns(tmp_path):
     from cnnbench import run as run_module
     from cnnbench.training.monitors import LineProgress
