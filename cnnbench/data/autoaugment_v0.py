@@ -4,7 +4,7 @@ implementation's `--augment_name=autoaugment`, policy 'v0', `translate_const=250
 `apply_op` is each op on a CHW tensor with torchvision's functional ops (the definition); the loader runs
 `apply_op_array`, the same ops on the HWC uint8 crop with OpenCV lookup tables and `cv2.warpAffine` (several times
 cheaper per 224² crop; docs/performance.md measures the pipeline) and gives the same pixels (tests/data/test_autoaugment_v0.py: equal for the value
-ops; Color within 1 grey level; the geometric ops resample with torchvision's own inverse affine matrix and
+ops; Color within 1 grey level; the geometric ops resample with torchvision's inverse affine matrix and
 differ only where a source coordinate falls halfway between two pixels, a tie the two libraries break differently).
 
 v0 is the TF-TPU reference's ImageNet policy, not the AutoAugment paper's "original" one that
@@ -170,9 +170,29 @@ def _saturation(img: np.ndarray, factor: float) -> np.ndarray:
     return np.clip(out, 0, 255, out=out).astype(np.uint8)
 
 
+def inverse_affine(center: tuple[float, float], angle: float, translate: tuple[float, float],
+                   shear: tuple[float, float]) -> list[float]:
+    """The inverse (output → source) of torchvision's affine map at scale 1, row-major 2×3, in the same
+    floating-point operations as torchvision.transforms.v2.functional.affine computes it (so warps are identical):
+    the map is M = T·C·RSS·C⁻¹ with T the translation, C the shift to `center`, and RSS = R(angle)·SHy(sy)·SHx(sx),
+    SHx(s) = [[1, −tan s], [0, 1]], SHy(s) = [[1, 0], [−tan s, 1]] (degrees); det RSS = 1, so its inverse is its
+    adjugate, and M⁻¹ = C·RSS⁻¹·C⁻¹·T⁻¹."""
+    rot, sx, sy = math.radians(angle), math.radians(shear[0]), math.radians(shear[1])
+    (cx, cy), (tx, ty) = center, translate
+    cos_sy, tan_sx = math.cos(sy), math.tan(sx)
+    a = math.cos(rot - sy) / cos_sy  # RSS = [[a, b], [c, d]]
+    b = -(a * tan_sx + math.sin(rot))
+    c = math.sin(rot - sy) / cos_sy
+    d = math.cos(rot) - c * tan_sx
+    m = [d, -b, 0.0, -c, a, 0.0]  # the adjugate
+    m[2] += cx - m[0] * (cx + tx) - m[1] * (cy + ty)
+    m[5] += cy - m[3] * (cx + tx) - m[4] * (cy + ty)
+    return m
+
+
 def _warp(img: np.ndarray, inverse: list[float]) -> np.ndarray:
-    """Nearest-neighbour resampling with torchvision's inverse affine matrix (in coordinates relative to the image
-    centre, as its affine grid), grey fill outside the source."""
+    """Nearest-neighbour resampling with the inverse affine matrix (in coordinates relative to the image centre,
+    as torchvision's affine grid), grey fill outside the source."""
     h, w = img.shape[:2]
     a = np.array(inverse, dtype=np.float64).reshape(2, 3)
     c0 = np.array([(w - 1) * 0.5, (h - 1) * 0.5])
@@ -184,8 +204,6 @@ def _warp(img: np.ndarray, inverse: list[float]) -> np.ndarray:
 
 def apply_op_array(img: np.ndarray, op: str, arg: float) -> np.ndarray:
     """`apply_op` on a uint8 HWC array (lookup tables and one warpAffine: the loader's path)."""
-    from torchvision.transforms.v2.functional._geometry import _get_inverse_affine_matrix
-
     img = np.ascontiguousarray(img)
     if op == "Equalize":
         return _lut(img, _equalize_tables(img))
@@ -206,15 +224,15 @@ def apply_op_array(img: np.ndarray, op: str, arg: float) -> np.ndarray:
         return _saturation(img, arg)
     h, w = img.shape[:2]
     if op == "Rotate":
-        return _warp(img, _get_inverse_affine_matrix([0.0, 0.0], -arg, [0.0, 0.0], 1.0, [0.0, 0.0]))
+        return _warp(img, inverse_affine((0.0, 0.0), -arg, (0.0, 0.0), (0.0, 0.0)))
     if op in ("ShearX", "ShearY"):
         degrees = math.degrees(math.atan(arg))
-        shear = [degrees, 0.0] if op == "ShearX" else [0.0, degrees]
-        center_f = [-w * 0.5, -h * 0.5]  # about the top-left corner, as apply_op's center=[0, 0]
-        return _warp(img, _get_inverse_affine_matrix(center_f, 0.0, [0.0, 0.0], 1.0, shear))
+        shear = (degrees, 0.0) if op == "ShearX" else (0.0, degrees)
+        center_f = (-w * 0.5, -h * 0.5)  # about the top-left corner, as apply_op's center=[0, 0]
+        return _warp(img, inverse_affine(center_f, 0.0, (0.0, 0.0), shear))
     if op in ("TranslateX", "TranslateY"):
-        shift = [float(int(arg)), 0.0] if op == "TranslateX" else [0.0, float(int(arg))]
-        return _warp(img, _get_inverse_affine_matrix([0.0, 0.0], 0.0, shift, 1.0, [0.0, 0.0]))
+        shift = (float(int(arg)), 0.0) if op == "TranslateX" else (0.0, float(int(arg)))
+        return _warp(img, inverse_affine((0.0, 0.0), 0.0, shift, (0.0, 0.0)))
     raise ValueError(f"unknown AutoAugment op {op!r}")
 
 

@@ -9,6 +9,8 @@ import random
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
+
+# private, no public equivalent: torch exports default_collate only, with no way to extend its type map
 from torch.utils.data._utils.collate import collate, collate_tensor_fn, default_collate_fn_map
 
 from cnnbench.data.image_io import load_image_file

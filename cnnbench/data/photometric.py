@@ -42,6 +42,7 @@ class DeviceSplit:
 def apply_photometric(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     """uint8 N×C×H×W (C = 1 or 3) on any device, `params` N × AugParams vectors → uint8, each sample with its own
     photometric parameters (the geometry in the vectors is already applied)."""
+    # private, no public equivalent: the public adjust_hue takes one hue factor per call, not one per sample
     from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_hsv
 
     params = params.to(images.device, torch.float32)

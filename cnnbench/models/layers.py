@@ -6,6 +6,11 @@ from functools import partial
 from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
+# Every BatchNorm module of torch.nn (the subclasses of its private _BatchNorm, named by their public classes; the
+# lazy ones become BatchNorm{1,2,3}d on their first forward).
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.LazyBatchNorm1d,
+               nn.LazyBatchNorm2d, nn.LazyBatchNorm3d)
+
 
 class ConvBNAct(Conv2dNormActivation):
     """conv → BatchNorm → activation (BN after every conv, before the nonlinearity; Ioffe & Szegedy 2015):

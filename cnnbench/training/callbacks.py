@@ -23,6 +23,7 @@ from lightning.pytorch.callbacks import Callback
 
 from cnnbench.choices import NONFINITE_MODES
 from cnnbench.errors import RunStopped
+from cnnbench.models.layers import BATCH_NORMS
 
 log = logging.getLogger("cnnbench")
 
@@ -364,7 +365,7 @@ class StuckAtChance(Callback):
         if loss < (1.0 - self.loss_tol) * self.chance_loss or acc > self.acc_factor * self.chance_acc:
             return
         name = str(self.model_cfg.get("name", "?"))
-        has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in pl_module.modules())
+        has_bn = any(isinstance(m, BATCH_NORMS) for m in pl_module.modules())
         causes = stuck_causes(self.model_cfg, has_bn, self.lr)
         recipe = zoo_recipe(name)
         k = int(self.num_classes)

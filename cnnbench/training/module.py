@@ -11,11 +11,15 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from cnnbench.models import create_model, main_logits, model_info
+from cnnbench.models.layers import BATCH_NORMS
 from cnnbench.training.optim import (
+    REPLAYED,
     build_optimizer,
     build_scheduler,
     keep_position_only,
     planned_steps,
+    resume_at,
+    saved_position,
     saved_schedule_name,
 )
 
@@ -27,7 +31,7 @@ MODEL_SETTINGS = ("name", "compile", "bn_momentum", "bn_eps")
 def apply_bn_overrides(model: torch.nn.Module, model_cfg: dict[str, Any]) -> None:
     momentum, eps = model_cfg.get("bn_momentum"), model_cfg.get("bn_eps")
     for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+        if isinstance(m, BATCH_NORMS):
             if momentum is not None:
                 m.momentum = float(momentum)
             if eps is not None:
@@ -189,16 +193,8 @@ class ClassificationModule(L.LightningModule):
     def configure_optimizers(self):
         opt_cfg = self.hparams.optimizer or {"name": "sgd", "lr": self.lr}
         optimizer = build_optimizer(self.model, opt_cfg, self.lr)
-        total = int(self.trainer.estimated_stepping_batches)
-        # optimizer steps per epoch from the loader (not total/max_epochs: a run may stop on trainer.max_steps)
-        batches = self.trainer.num_training_batches
-        accumulate = max(1, int(self.trainer.accumulate_grad_batches))
-        if isinstance(batches, (int, float)) and math.isfinite(batches) and batches > 0:
-            steps_per_epoch = max(1.0, math.ceil(batches / accumulate))
-        else:
-            steps_per_epoch = total / max(1, int(self.trainer.max_epochs or 1))
         schedule = self.hparams.schedule or {"name": "constant"}
-        scheduler = build_scheduler(optimizer, schedule, self.lr, total, steps_per_epoch)
+        scheduler = self._build_scheduler(optimizer)
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             if not self.trainer.limit_val_batches:
                 from cnnbench.errors import UserError
@@ -212,7 +208,24 @@ class ClassificationModule(L.LightningModule):
         # "name": the learning-rate monitor's key, lr (lr/<group> for named parameter groups)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "lr"}}
 
+    def _build_scheduler(self, optimizer: torch.optim.Optimizer):
+        """This run's schedule on `optimizer`, built for the trainer's total optimizer steps."""
+        total = int(self.trainer.estimated_stepping_batches)
+        # optimizer steps per epoch from the loader (not total/max_epochs: a run may stop on trainer.max_steps)
+        batches = self.trainer.num_training_batches
+        accumulate = max(1, int(self.trainer.accumulate_grad_batches))
+        if isinstance(batches, (int, float)) and math.isfinite(batches) and batches > 0:
+            steps_per_epoch = max(1.0, math.ceil(batches / accumulate))
+        else:
+            steps_per_epoch = total / max(1, int(self.trainer.max_epochs or 1))
+        return build_scheduler(optimizer, self.hparams.schedule or {"name": "constant"}, self.lr, total,
+                               steps_per_epoch)
+
     def on_train_start(self) -> None:
+        position = getattr(self, "_resume_position", None)
+        if position is not None:  # the saved step of a per-step schedule (on_load_checkpoint)
+            resume_at(self.trainer.lr_scheduler_configs[0].scheduler, self._build_scheduler, position)
+            self._resume_position = None
         planned = getattr(self, "_planned_steps", None)
         now = int(self.trainer.estimated_stepping_batches)
         if planned is not None and planned != now and self.trainer.global_step > 0:
@@ -232,16 +245,22 @@ class ClassificationModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # runs before Lightning loads the weights and the optimizer/scheduler states
-        self._planned_steps = None
+        self._planned_steps = self._resume_position = None
+        wanted = (self.hparams.schedule or {}).get("name", "constant")
         for state in checkpoint.get("lr_schedulers") or []:  # the schedule's shape comes from this run's config
-            saved, wanted = saved_schedule_name(state), (self.hparams.schedule or {}).get("name", "constant")
+            saved = saved_schedule_name(state)
             if saved is not None and saved != wanted and not (saved == "constant" and wanted == "onecycle"):
                 from cnnbench.errors import UserError
 
                 raise UserError(f"this checkpoint was trained with schedule={saved}; schedule={wanted} cannot continue "
                                 f"it: pass schedule={saved}, or start a new run from its weights with init_from=…")
             self._planned_steps = planned_steps(state)
-            keep_position_only(state)
+            if wanted in REPLAYED:  # rebuilt and replayed to the saved step in on_train_start (optim.resume_at)
+                self._resume_position = saved_position(state)
+            else:
+                keep_position_only(state)
+        if self._resume_position is not None:
+            checkpoint["lr_schedulers"] = []  # nothing for Lightning to load: the replay sets the state
         # map eager names onto a compiled model (and back)
         if "state_dict" in checkpoint:
             eager = {k.replace("model._orig_mod.", "model.", 1): v for k, v in checkpoint["state_dict"].items()}

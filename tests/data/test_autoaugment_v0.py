@@ -112,3 +112,39 @@ def test_loader_ops_keep_one_channel_images():
         assert got.shape == grey.shape
         if op not in ("Rotate", "TranslateY"):
             assert np.array_equal(got, want), op
+
+
+def test_inverse_affine_is_torchvisions_matrix_bit_for_bit():
+    """cnnbench's inverse_affine gives exactly the floats torchvision.transforms.v2.functional.affine uses (its helper
+    is private: the oracle of this test only), over random centres, angles, shifts and shears."""
+    geometry = pytest.importorskip("torchvision.transforms.v2.functional._geometry")
+    from cnnbench.data.autoaugment_v0 import inverse_affine
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        center, shift = rng.uniform(-300, 300, 2).tolist(), rng.integers(-250, 250, 2).astype(float).tolist()
+        angle, shear = float(rng.uniform(-180, 180)), rng.uniform(-60, 60, 2).tolist()
+        want = geometry._get_inverse_affine_matrix(center, angle, shift, 1.0, shear)
+        assert inverse_affine(tuple(center), angle, tuple(shift), tuple(shear)) == want
+
+
+def test_loader_geometric_ops_keep_their_pixels():
+    """The warped pixels of every geometric op at every level and sign, on three images (a photo crop, an odd-sized
+    noise image and its one-channel slice), hash to the digest recorded with torchvision's private helper before
+    cnnbench computed the matrix itself: any change of the resampling shows here."""
+    import hashlib
+
+    from sklearn.datasets import load_sample_images
+
+    from cnnbench.data.autoaugment_v0 import apply_op_array
+
+    photo = load_sample_images().images[1][100:300, 200:440]
+    noise = (np.random.default_rng(1).random((33, 31, 3)) * 255).astype(np.uint8)
+    digest = hashlib.sha256()
+    for op in ("Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY"):
+        for image in (photo, noise, noise[..., :1].copy()):
+            for level in range(11):
+                for sign in (1, -1):
+                    arg = sign * level_to_arg(op, level, min(image.shape[:2]))
+                    digest.update(apply_op_array(image, op, arg).tobytes())
+    assert digest.hexdigest() == "a739cefe59d3973f6dc1008aef27640bc55b815af4a60ab7b9720b6369f15257"

@@ -184,8 +184,12 @@ def test_cifar_multistep_at_32k_48k_in_steps():
     opt = torch.optim.SGD(_net().parameters(), lr=0.1)
     sched = build_scheduler(opt, {"name": "multistep", "milestones_steps": [32000, 48000], "gamma": 0.1}, 0.1,
                             64000, 391)
-    f = sched.lr_lambdas[0]
-    assert f(31999) == 1.0 and f(32000) == pytest.approx(0.1) and f(48000) == pytest.approx(0.01)
+    lrs = []
+    for _ in range(48001):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[31999] == 0.1 and lrs[32000] == pytest.approx(0.01) and lrs[48000] == pytest.approx(0.001)
 
 
 # -- batch arithmetic ---------------------------------------------------------------------------------
@@ -204,3 +208,14 @@ def test_accumulation_reaches_target_global_batch():
     assert accumulation_for(256, 256) == 1
     with pytest.raises(ValueError, match="target_global_batch=1000"):
         accumulation_for(1000, 64)
+
+
+def test_batch_norms_name_every_batchnorm_of_torch_nn():
+    # the public classes stand for torch's private _BatchNorm base (weight decay exclusion, bn overrides)
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    from cnnbench.models.layers import BATCH_NORMS
+
+    torch_bns = {c for c in vars(nn).values() if isinstance(c, type) and issubclass(c, _BatchNorm)}
+    assert torch_bns == set(BATCH_NORMS)
+    assert not any(issubclass(c, BATCH_NORMS) for c in (nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d))
