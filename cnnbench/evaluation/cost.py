@@ -32,9 +32,9 @@ def seconds_per_image(scorer: Any, dataset: Any, images: int) -> float:
     return elapsed / max(timed_images, 1)
 
 
-def cheaper(crops: int, views: str, n_images: int, split: str) -> list[tuple[str, float]]:
-    """(override, share of this run's forward passes) for the cheaper runs worth naming."""
-    options: list[tuple[str, float]] = []
+def cheaper(crops: int, views: str, n_images: int, split: str) -> list[tuple[str, float | None]]:
+    """(override, share of this run's forward passes; None: one view per image) for the cheaper runs worth naming."""
+    options: list[tuple[str, float | None]] = []
     if n_images > 1000:
         options.append((f"data.limit_{split}=1000", 1000 / n_images))
     if views == "protocol" and crops > 10:
