@@ -46,9 +46,9 @@ def evaluate(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
                              precision=str(cfg.get("trainer", {}).get("precision", "32-true")))
     k, name = min(int(cfg.get("topk", 5)), dm.num_classes), "+".join(m.name for m in members)
     views = str(ev.get("views", "protocol"))
-    print(cost_line(views_per_image=sum(plans[m.plan].views_per_image() for m in members), n_images=len(data),
-                    crops=crops, split=split, model=name, views=views,
-                    per_image_s=seconds_per_image(scorer, loader.dataset, loader.batch_size)), flush=True)
+    per_image = sum(plans[m.plan].views_per_image() for m in members)
+    print(cost_line(views_per_image=per_image, n_images=len(data), crops=crops, split=split, model=name, views=views,
+                    per_image_s=seconds_per_image(scorer, loader.dataset, per_image)), flush=True)
     t_scoring = time.time()
     acc1, acck = _accuracy(scorer, loader, dm.num_classes, k, bool(ev.get("progress", True)), f"eval {name}")
     result = eval_record(acc1=acc1, acck=acck, k=k, members=members, plans=plans, crops=crops, views=views,

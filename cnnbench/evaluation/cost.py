@@ -7,29 +7,41 @@ from typing import Any
 
 from cnnbench.progress import duration
 
-TIMED_S = 1.0        # time batches until this many seconds …
-TIMED_BATCHES = 5    # … or this many batches have passed
+PROBE_VIEWS = 16  # views forwarded to time the network: a fraction of any real run's work
 
 
-def seconds_per_image(scorer: Any, dataset: Any, images: int) -> float:
-    """Seconds per image of building and scoring `dataset`'s views in this process, in loader-sized batches
-    of `images`: one batch untimed (one-time set-up), then batches timed until `TIMED_S` seconds or
-    `TIMED_BATCHES` batches have passed (at least one)."""
+def seconds_per_image(scorer: Any, dataset: Any, views_per_image: int) -> float:
+    """Estimated seconds per image, from a small probe rather than a batch of the real run: the views of the
+    first images (as many as give `PROBE_VIEWS` views) are built in this process and timed, then each view
+    group's network forward is timed on at most `PROBE_VIEWS` of its views (after one untimed pass) and
+    scaled to the group's size. Forward passes in batches of `eval.crop_batch` run faster per view than the
+    probe's, so the estimate leans long."""
+    import torch
+
     from cnnbench.evaluation.engine import collate_views
 
-    n, images = len(dataset), max(1, int(images))
-    timed_images, elapsed, batch = 0, 0.0, 0
-    while batch <= TIMED_BATCHES and (batch + 1) * images <= max(n, images):
+    n = min(len(dataset), max(1, -(-PROBE_VIEWS // max(1, views_per_image))))
+    start = time.perf_counter()
+    groups, _, _ = collate_views([dataset[i] for i in range(n)])
+    seconds = time.perf_counter() - start
+    with torch.inference_mode():
+        for image_groups in groups:
+            for g, p, views in image_groups:
+                seconds += _forward_seconds(scorer, g, p, views)
+    return seconds / n
+
+
+def _forward_seconds(scorer: Any, g: int, p: int, views) -> float:
+    """Seconds for the members that score view group `g` (plan part `p`) to forward all of `views`."""
+    probe = views[:PROBE_VIEWS]
+    total = 0.0
+    for member in (m for m in scorer.members if m.plan == g):
+        part = scorer.plans[g].parts()[p]
+        scorer.forward(member, part, probe.to(scorer.device))  # one-time set-up for this shape (kernels, caches)
         start = time.perf_counter()
-        groups, _, _ = collate_views([dataset[i % n] for i in range(batch * images, (batch + 1) * images)])
-        scorer.score(groups)
-        if batch > 0 or n <= images:  # the first batch is set-up (unless it is all there is)
-            elapsed += time.perf_counter() - start
-            timed_images += images
-        batch += 1
-        if elapsed >= TIMED_S:
-            break
-    return elapsed / max(timed_images, 1)
+        scorer.forward(member, part, probe.to(scorer.device))
+        total += (time.perf_counter() - start) * len(views) / len(probe)
+    return total
 
 
 def cheaper(crops: int, views: str, n_images: int, split: str) -> list[tuple[str, float | None]]:
@@ -51,7 +63,7 @@ def cost_line(*, views_per_image: int, n_images: int, per_image_s: float, crops:
     total = per_image_s * n_images
     line = (f"cnnbench eval: {views_per_image} view{'s' if views_per_image != 1 else ''}/image × {n_images} "
             f"images = {passes:,} forward passes ({model}); about {duration(total)} here "
-            f"(timed on the first batch)")
+            f"(timed on a probe of {PROBE_VIEWS} views)")
     alternatives = []
     for override, share in cheaper(crops, views, n_images, split):
         share = share if share is not None else 1 / views_per_image

@@ -194,10 +194,13 @@ class Scorer:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _forward(self, member: Member, part: str, x: torch.Tensor) -> torch.Tensor:
-        if part == "whole" and member.dense is not None:
-            return member.dense(member.module.prepare(x))
-        return member.module(x)
+    def forward(self, member: Member, part: str, x: torch.Tensor) -> torch.Tensor:
+        """One member's logits for a batch of uint8 views of one plan part (VGG's dense form for whole images),
+        under bf16 autocast where `trainer.precision` asks for it on a GPU."""
+        with self._autocast():
+            if part == "whole" and member.dense is not None:
+                return member.dense(member.module.prepare(x))
+            return member.module(x)
 
     @torch.inference_mode()
     def score(self, groups: list[list[tuple[int, int, torch.Tensor]]]) -> tuple[torch.Tensor, list[bool]]:
@@ -214,10 +217,8 @@ class Scorer:
             for mi, member in enumerate(self.members):
                 if member.plan != g:
                     continue
-                outs = []
-                with self._autocast():
-                    for chunk in x.split(int(self.crop_batch)):
-                        outs.append(self._forward(member, part, chunk.to(self.device, non_blocking=True)).float())
+                outs = [self.forward(member, part, chunk.to(self.device, non_blocking=True)).float()
+                        for chunk in x.split(int(self.crop_batch))]
                 out = torch.cat(outs).cpu()
                 for (img, _), o in zip(entries, out.split([len(t) for _, t in entries]), strict=True):
                     scores[(mi, img, p)].append(o)
