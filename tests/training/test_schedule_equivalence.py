@@ -203,6 +203,7 @@ def recipe_schedules():
             for name in _recipes()}
 
 
+@pytest.mark.slow
 def test_the_recipes_schedules_give_the_old_lrs(recipe_schedules):
     checked = set()
     for name, cfg in recipe_schedules.items():
@@ -266,6 +267,7 @@ def _logged_lrs(run_dir):
         return {int(row["step"]): float(row["lr"]) for row in csv.DictReader(f) if row.get("lr")}
 
 
+@pytest.mark.slow
 def test_a_run_continues_new_and_old_checkpoints_on_its_configs_schedule(tmp_path):
     """Through Lightning: a 1-epoch multistep run continued to 2 epochs, from its own checkpoint and from the same
     checkpoint with the scheduler state the old code wrote (LambdaLR of LRFactor), logs the LRs of a 2-epoch run
