@@ -45,8 +45,9 @@ def run_results(cfg: DictConfig, trainer, dm, module, outcome: Outcome, ckpt_pat
     if outcome.stopped:
         results["stopped"] = outcome.stopped
     speed = _callback(trainer, RunSpeed)
-    if speed is not None and speed.summary() is not None:
-        results["speed"] = speed.summary()  # means over the run
+    summary = speed.summary() if speed is not None else None
+    if summary is not None:
+        results["speed"] = summary  # means over the run
     stuck = _callback(trainer, StuckAtChance)
     if stuck is not None and stuck.report is not None:
         results["stuck_at_chance"] = stuck.report  # the warning line and its numbers (docs/reliability.md)
