@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from cnnbench.data.image_io import load_image_file
 from cnnbench.data.loading import AugmentedImages, EpochSampler, collate_images, limit_worker_threads
 from cnnbench.data.sources import BadImageError, Source, Split, load_source, scan_images
-from cnnbench.data.transforms import eval_transform, train_transform
+from cnnbench.data.transforms import eval_crop_pct, eval_transform, train_transform
 from cnnbench.errors import ConfigError, UserError
 from cnnbench.models import model_info
 from cnnbench.models.registry import native_input_size
@@ -88,7 +88,7 @@ class ImageDataModule(L.LightningDataModule):
         self.num_classes = len(self.classes)
         self.native_size = source.native_size
         self.image_size = self._resolve_image_size()
-        self.crop_pct = 1.0 if source.native_size is not None else self.info.crop_pct
+        self.crop_pct = eval_crop_pct(self.aug, source.native_size, self.info.crop_pct)
         self.normalization = self._normalization()
         if self.photometric == "device" and (self.native_size is not None or self.decode != "opencv"):
             raise UserError(f"data.photometric=device runs with file-backed data and data.decode=opencv (here "
@@ -161,7 +161,8 @@ class ImageDataModule(L.LightningDataModule):
             std = sample.std(axis=(0, 1, 2)).tolist()
             return {"mode": "channel", "mean": mean, "std": std}
         # He et al. 2015 §4.2: subtract the per-pixel mean (the mean image at the input size).
-        mean_image, _ = self._average_views(split.images[:20000], eval_transform(self.image_size, self.native_size, 1.0))
+        mean_image, _ = self._average_views(split.images[:20000],
+                                            eval_transform(self.image_size, self.native_size, self.crop_pct))
         return {
             "mode": "pixel",
             "mean_image": mean_image.transpose(2, 0, 1).tolist(),

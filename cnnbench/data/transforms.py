@@ -244,6 +244,20 @@ SCALE_JITTER_AUGMENTATIONS = ("scale_jitter", "resnet_imagenet", "vgg")
 SCALE_AUGMENTATIONS = RANDOM_RESIZED_CROP_AUGMENTATIONS + SCALE_JITTER_AUGMENTATIONS
 
 
+def eval_crop_pct(aug, native_size: int | None, model_crop_pct: float) -> float:
+    """The single test view's crop fraction (short side image_size/crop_pct, centre crop). Photos of any size: the
+    model's (0.875: 224 of 256). Fixed-size images (28², 32²) are shown whole (1.0), except under scale
+    jittering, whose training crops never show the whole image: there the test view is the papers' own — the
+    shorter side at the smallest training scale, centre crop (Krizhevsky et al. 2012 §4.1 and He et al. 2015
+    §3.4: 224 of 256; Simonyan & Zisserman 2015 §3.2: Q = S_min), so that a garment is as large at test time as
+    in the least-zoomed training crop (docs/zoo.md, "The test view of scale-jittered recipes")."""
+    if native_size is None:
+        return float(model_crop_pct)
+    if aug is not None and aug.get("name") in SCALE_JITTER_AUGMENTATIONS:
+        return min(1.0, float(aug.reference_size) / float(aug.min_side))
+    return 1.0
+
+
 def pad_pixels(aug, image_size: int) -> int:
     """The pad of a pad-crop augmentation at this input size (He et al. 2015 §4.2: 4 px at 32, kept in
     proportion when the augmentation names its `reference_size`)."""

@@ -188,3 +188,23 @@ def test_datamodule_state_turns_into_a_sampler_skip_of_whole_batches():
     loader = dm.train_dataloader()
     assert loader.sampler.resume == (0, 48)
     assert len(list(loader)) == len(loader) - 3
+
+
+def test_scale_jittered_fixed_size_images_are_tested_at_the_smallest_training_scale():
+    """Krizhevsky et al. §4.1, He et al. §3.4: the test view of a scale-jittered recipe is the centre of the image
+    at the smallest training scale (short side 256/224 of the crop: 36 px for 32² crops), not the whole image,
+    which no training crop shows at that size; the mean image is that view's. Pad-crop recipes keep the whole image."""
+    import cv2
+
+    overrides = ["data=digits", "data.image_size=32", "data.val_split=0", "data.mean_mode=pixel"]
+    dm = make_dm([*overrides, "augmentation=resnet_imagenet"], model="resnet18").load()
+    assert dm.crop_pct == pytest.approx(224 / 256)
+    x, _ = first_batch(dm, train=False)
+    image = dm.test_split.images[0]
+    resized = cv2.resize(image, (36, 36), interpolation=cv2.INTER_LINEAR).reshape(36, 36, -1)
+    assert torch.equal(x[0], torch.from_numpy(resized[2:34, 2:34].transpose(2, 0, 1).copy()))
+    views = [cv2.resize(im, (36, 36), interpolation=cv2.INTER_LINEAR)[2:34, 2:34] / 255.0
+             for im in dm.train_split.images]
+    assert np.allclose(np.array(dm.normalization["mean_image"])[0], np.mean(views, axis=0), atol=1e-5)
+    whole = make_dm([*overrides, "augmentation=cifar"], model="resnet18").load()
+    assert whole.crop_pct == 1.0 and first_batch(whole, train=False)[0].shape[-1] == 32
