@@ -28,6 +28,7 @@ from cnnbench.data.transforms import (
     ColorJitter,
     PCALighting,
     post_crop_steps,
+    scale_jitter_sides,
 )
 
 JITTER_OPS = ("brightness", "contrast", "saturation", "hue")  # the colour-jitter ops, as ColorJitter numbers them
@@ -153,9 +154,7 @@ class AugDraw:
                                                   ratio=tuple(aug.ratio), interpolation=INTERPOLATIONS[n]))
                           for n in names]
         elif self.name in SCALE_JITTER_AUGMENTATIONS:
-            factor = self.out / float(aug.reference_size)
-            lo, hi = max(self.out, round(aug.min_side * factor)), max(self.out, round(aug.max_side * factor))
-            self.sides = list(range(lo, hi + 1))
+            self.sides = scale_jitter_sides(aug, self.out)
             self.jitter, self.random_crop = A.SmallestMaxSize(max_size=self.sides), A.RandomCrop(self.out, self.out)
         elif self.name == "none":
             self.sides = [int(math.floor(self.out / crop_pct))]

@@ -185,10 +185,16 @@ def _random_resized_crop(aug, image_size: int) -> A.BasicTransform:
     return crops[0] if len(crops) == 1 else A.OneOf(crops, p=1.0)
 
 
-def _scale_jitter(aug, image_size: int) -> list:
+def scale_jitter_sides(aug, image_size: int) -> list[int]:
+    """The shorter sides a scale-jittered crop of `image_size` is cut from: `min_side`…`max_side` scaled by
+    image_size / reference_size (Simonyan & Zisserman 2015 §3.1, He et al. 2015 §3.4), none below image_size."""
     factor = image_size / float(aug.reference_size)
     lo, hi = max(image_size, round(aug.min_side * factor)), max(image_size, round(aug.max_side * factor))
-    return [A.SmallestMaxSize(max_size=list(range(lo, hi + 1))), A.RandomCrop(image_size, image_size)]
+    return list(range(lo, hi + 1))
+
+
+def _scale_jitter(aug, image_size: int) -> list:
+    return [A.SmallestMaxSize(max_size=scale_jitter_sides(aug, image_size)), A.RandomCrop(image_size, image_size)]
 
 
 def _colour(aug) -> list:

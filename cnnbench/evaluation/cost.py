@@ -33,13 +33,12 @@ def seconds_per_image(scorer: Any, dataset: Any, views_per_image: int) -> float:
 
 def _forward_seconds(scorer: Any, g: int, p: int, views) -> float:
     """Seconds for the members that score view group `g` (plan part `p`) to forward all of `views`."""
-    probe = views[:PROBE_VIEWS]
+    probe, part = views[:PROBE_VIEWS].to(scorer.device), scorer.plans[g].parts()[p]
     total = 0.0
     for member in (m for m in scorer.members if m.plan == g):
-        part = scorer.plans[g].parts()[p]
-        scorer.forward(member, part, probe.to(scorer.device))  # one-time set-up for this shape (kernels, caches)
+        scorer.forward(member, part, probe)  # one-time set-up for this shape (kernels, caches)
         start = time.perf_counter()
-        scorer.forward(member, part, probe.to(scorer.device))
+        scorer.forward(member, part, probe)
         total += (time.perf_counter() - start) * len(views) / len(probe)
     return total
 
