@@ -3,6 +3,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# pytest-xdist workers; each test process keeps torch to one intra-op thread (tests/conftest.py)
+TEST_WORKERS ?= 2
+PYTEST := WANDB_MODE=disabled $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
 .PHONY: install dataset train test test-fast check-wheel lint clean help
@@ -39,10 +42,10 @@ train: install
 	$(BIN)/cnnbench train
 
 test: install
-	WANDB_MODE=disabled $(BIN)/python -m pytest -q
+	$(PYTEST)
 
 test-fast: install
-	WANDB_MODE=disabled $(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # The package as a user installs it: the wheel into a fresh virtual environment outside the checkout, then
 # from a temporary directory --version, a one-epoch run on digits and a user's own recipe from ./conf.

@@ -35,6 +35,21 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 register_resolvers()
 
 
+@pytest.fixture(autouse=True)
+def _logging_left_as_found():
+    """A Hydra job run in-process with `hydra/job_logging=disabled` disables every existing logger and sets the
+    root level to ERROR; put both back after each test, so that no test depends on which tests ran before it in
+    the same process (pytest-xdist distributes them)."""
+    import logging
+
+    root_level = logging.root.level
+    yield
+    logging.root.setLevel(root_level)
+    for logger in list(logging.root.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger) and logger.disabled:
+            logger.disabled = False
+
+
 @pytest.fixture(scope="session")
 def fashion_mnist():
     """The Fashion-MNIST directory; a missing dataset fails under CI=true and skips elsewhere."""
