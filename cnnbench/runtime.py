@@ -148,6 +148,46 @@ def check_run_dir(run_dir: Path, need_bytes: int) -> None:
                         f"{need_bytes / 2**20:.1f} MiB; free space or pick another run dir")
 
 
+# -- one training job per run dir ---------------------------------------------------------------------
+RUN_LOCK = ".train.lock"
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: Path):
+    """Hold `<run_dir>/.train.lock` while a training job runs in `run_dir`, so that a second `cnnbench train`
+    in the same dir (the same `run_name=` started twice, e.g. a `resume=auto` row) stops with one line instead
+    of training the same checkpoints beside the first. The lock is the operating system's (`flock`): a killed
+    job leaves no stale lock. Taken by rank 0 only (the other ranks of a job share its dir); where `fcntl` is
+    missing (Windows) nothing is locked."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        fcntl = None
+    if fcntl is None or getattr(rank_zero_only, "rank", 0) != 0:
+        yield
+        return
+    path = Path(run_dir) / RUN_LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            raise UserError(f"run dir {run_dir} is in use by another `cnnbench train` (pid {holder}); wait for "
+                            "it to end, or pick another run_name=…") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()  # while still held: the next job makes a fresh one
+    finally:
+        os.close(fd)
+
+
 # -- failure records ---------------------------------------------------------------------------------
 def record_failure(run_dir: Path, rank: int, err: BaseException, step: int | None) -> Path:
     """`failed-rank<r>.json` in the run dir: what was raised, where, at which step."""

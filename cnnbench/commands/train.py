@@ -25,6 +25,7 @@ from cnnbench.runtime import (
     check_run_dir,
     estimate_checkpoint_bytes,
     resolve_run_dir,
+    run_dir_lock,
     write_json,
 )
 from cnnbench.training.fit import fit_and_test
@@ -40,6 +41,11 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, callbacks: list | 
     # wall_s: the whole process for a single run (start-up included); per job in a multirun and in-process
     start = PROCESS_START if run_dir is None and not in_multirun() else time.time()
     run_dir = resolve_run_dir(run_dir)
+    with run_dir_lock(run_dir):                                # one training job per run dir
+        return _train(cfg, run_dir, start, callbacks)
+
+
+def _train(cfg: DictConfig, run_dir: Path, start: float, callbacks: list | None) -> dict[str, Any]:
     check_devices(cfg)                                         # 0. a device request this machine can meet
     hardware = describe(cfg)
     if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
