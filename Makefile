@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # pytest-xdist workers; each test process keeps torch to one intra-op thread (tests/conftest.py)
 TEST_WORKERS ?= 2
-PYTEST := WANDB_MODE=disabled $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope
+PYTEST := WANDB_MODE=disabled $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
 .PHONY: install dataset train test test-fast check-wheel lint clean help

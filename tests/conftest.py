@@ -35,6 +35,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 register_resolvers()
 
 
+def pytest_collection_modifyitems(config, items):
+    """The modules that hold slow tests run first, each module whole and in its own order: pytest-xdist
+    (`--dist worksteal`) splits the list between its workers and an idle worker takes tests from the end of a
+    busy one's share, so the long tests start early and the many short ones even out the end."""
+    slow_modules = {item.module.__name__ for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.module.__name__ not in slow_modules)
+
+
 @pytest.fixture(autouse=True)
 def _logging_left_as_found():
     """A Hydra job run in-process with `hydra/job_logging=disabled` disables every existing logger and sets the
