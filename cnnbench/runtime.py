@@ -148,6 +148,16 @@ def check_run_dir(run_dir: Path, need_bytes: int) -> None:
                         f"{need_bytes / 2**20:.1f} MiB; free space or pick another run dir")
 
 
+# -- the process that speaks for a job ---------------------------------------------------------------
+def is_rank_zero() -> bool:
+    """True in the one process of a job that prints its start line and holds its run-dir lock: global rank 0
+    as Lightning reads it (RANK, LOCAL_RANK, SLURM_PROCID, set by torchrun, Lightning's own launcher and srun)
+    on node 0 (NODE_RANK, which a by-hand multi-node launch sets on every node while RANK stays unset)."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0 and int(os.environ.get("NODE_RANK", 0) or 0) == 0
+
+
 # -- one training job per run dir ---------------------------------------------------------------------
 RUN_LOCK = ".train.lock"
 
@@ -157,15 +167,13 @@ def run_dir_lock(run_dir: Path):
     """Hold `<run_dir>/.train.lock` while a training job runs in `run_dir`, so that a second `cnnbench train`
     in the same dir (the same `run_name=` started twice, e.g. a `resume=auto` row) stops with one line instead
     of training the same checkpoints beside the first. The lock is the operating system's (`flock`): a killed
-    job leaves no stale lock. Taken by rank 0 only (the other ranks of a job share its dir); where `fcntl` is
+    job leaves no stale lock. Taken by rank 0 of node 0 only (`is_rank_zero`; the other ranks and nodes of a job share its dir); where `fcntl` is
     missing (Windows) nothing is locked."""
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
-
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
         fcntl = None
-    if fcntl is None or getattr(rank_zero_only, "rank", 0) != 0:
+    if fcntl is None or not is_rank_zero():
         yield
         return
     path = Path(run_dir) / RUN_LOCK

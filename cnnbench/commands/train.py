@@ -2,7 +2,6 @@
 (cnnbench.run), fit and test (training/fit.py), write results.json (training/results.py), one line."""
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from cnnbench.runtime import (
     PROCESS_START,
     check_run_dir,
     estimate_checkpoint_bytes,
+    is_rank_zero,
     resolve_run_dir,
     run_dir_lock,
     write_json,
@@ -48,7 +48,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, callbacks: list | 
 def _train(cfg: DictConfig, run_dir: Path, start: float, callbacks: list | None) -> dict[str, Any]:
     check_devices(cfg)                                         # 0. a device request this machine can meet
     hardware = describe(cfg)
-    if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
+    if is_rank_zero():
         print(start_line(hardware), flush=True)
     resolve_paths(cfg)                                         # 1. data and network
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)

@@ -32,6 +32,19 @@ def test_the_lock_names_its_holder_and_goes_with_the_job(tmp_path):
         pass
 
 
+@pytest.mark.parametrize("rank, node_env", [(1, {}), (0, {"NODE_RANK": "1"})], ids=["rank-1", "node-1"])
+def test_only_rank_zero_of_node_zero_holds_the_lock(tmp_path, monkeypatch, rank, node_env):
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    with run_dir_lock(tmp_path):  # rank 0 of the job holds it
+        monkeypatch.setattr(rank_zero_only, "rank", rank, raising=False)
+        for key, value in node_env.items():
+            monkeypatch.setenv(key, value)
+        with run_dir_lock(tmp_path):  # the job's other ranks (or nodes) share the dir without asking
+            assert (tmp_path / RUN_LOCK).read_text() == str(os.getpid())
+        assert (tmp_path / RUN_LOCK).exists()  # and leave the holder's lock in place
+
+
 def test_a_second_train_in_a_held_run_dir_stops_with_one_line(tmp_path):
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
     ckpt.parent.mkdir()
