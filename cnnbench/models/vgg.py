@@ -201,6 +201,47 @@ class FullyConvVGG(nn.Module):
         return scores.mean(dim=(2, 3)) if self.spatial_average else scores
 
 
+# §3.1: "we initialised the first four convolutional layers and the last three fully-connected layers with the
+# layers of net A (the intermediate layers were initialised randomly)".
+NET_A_CONVS_REUSED = 4
+
+
+def conv_names(config: str) -> dict[str, int]:
+    """Each conv of a Table-1 column by its stack-and-position name ("conv3_2": stack 3's second conv) → its
+    index in `make_features(config)` of the plain network (no BN; LRN is a module without a name)."""
+    names, index = {}, 0
+    for stack_no, stack in enumerate(VGG_TABLE1[config], start=1):
+        position = 0
+        for spec in stack:
+            if spec == "LRN":
+                index += 1
+                continue
+            position += 1
+            names[f"conv{stack_no}_{position}"] = index
+            index += 2  # conv, ReLU
+        index += 1  # max-pool
+    return names
+
+
+def net_a_keys(src_config: str, dst_config: str, batch_norm: bool = False) -> dict[str, str]:
+    """§3.1's start of a deeper configuration from a trained net A: the state_dict keys of A's first four convs
+    (conv1_1, conv2_1, conv3_1, conv3_2, which a deeper column has under the same names and shapes) and of its
+    three FC layers → the deeper network's keys. The rest of the deeper network keeps its own initialisation.
+    Plain networks only (the paper's): with `batch_norm` the columns are not the paper's and nothing maps."""
+    if src_config not in ("A", "A-LRN") or dst_config in ("A", "A-LRN") or batch_norm:
+        raise ConfigError(f"§3.1 starts a deeper plain configuration (B–E) from net A; got {src_config} → "
+                          f"{dst_config}{' with BN' if batch_norm else ''}")
+    src, dst = conv_names(src_config), conv_names(dst_config)
+    keys = {}
+    for name in list(src)[:NET_A_CONVS_REUSED]:
+        for tensor in ("weight", "bias"):
+            keys[f"features.{src[name]}.{tensor}"] = f"features.{dst[name]}.{tensor}"
+    for fc in (0, 3, 6):  # FC-4096, FC-4096, FC-classes in `VGG.classifier`
+        for tensor in ("weight", "bias"):
+            keys[f"classifier.{fc}.{tensor}"] = f"classifier.{fc}.{tensor}"
+    return keys
+
+
 def vgg_init(model: nn.Module, init: str = "glorot") -> None:
     """§3.1: net A was initialised from N(0, 10⁻²) with zero biases; deeper nets reused A's layers,
     and the paper notes that Glorot & Bengio's init works without that pre-training. `"glorot"`

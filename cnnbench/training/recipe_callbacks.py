@@ -100,7 +100,8 @@ def build_recipe_callbacks(cfg) -> list:
 
 def init_from_checkpoint(model: torch.nn.Module, path: str | Path, model_name: str, new_head: bool = True,
                          model_cfg: dict | None = None) -> dict:
-    """Fine-tuning start (`init_from=`): copy a checkpoint's weights into `model` (the bare network).
+    """Fine-tuning start (`init_from=`): copy a checkpoint's weights into `model` (the bare network). The
+    checkpoint holds the same model, or (VGG §3.1) net A for a deeper plain VGG: its first four convs and FC layers.
 
     Takes the checkpoint's `state_dict` — the averaged weights when it was trained with EMA. Classifier layers
     (nn.Linear whose output size is the source's class count; main and aux heads) keep their fresh
@@ -110,10 +111,12 @@ def init_from_checkpoint(model: torch.nn.Module, path: str | Path, model_name: s
     ckpt = load_checkpoint(path)
     record = record_of(ckpt, path)
     src_name = record["model"]["name"]
-    if src_name != model_name:
-        raise UserError(f"init_from={path}: checkpoint holds {src_name!r}, but model={model_name!r}; "
-                        f"use model={src_name}")
     src = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    if src_name != model_name:
+        src = _deeper_vgg_from_net_a(src, src_name, model_name, record, model)
+        if src is None:
+            raise UserError(f"init_from={path}: checkpoint holds {src_name!r}, but model={model_name!r}; "
+                            f"use model={src_name}")
     src_classes = int(record["num_classes"])
     heads = {name for name, m in model.named_modules()
              if isinstance(m, torch.nn.Linear) and f"{name}.weight" in src
@@ -138,6 +141,25 @@ def init_from_checkpoint(model: torch.nn.Module, path: str | Path, model_name: s
                     "them (%s) to fine-tune the same network", path, differ,
                     " ".join(f"model.{k}={v}" for k, v in differ.items()))
     return {"loaded": sorted(load), "skipped": sorted(skipped), "new": sorted(missing), "options_differ": differ}
+
+
+def _deeper_vgg_from_net_a(src: dict, src_name: str, model_name: str, record: dict,
+                           model: torch.nn.Module) -> dict | None:
+    """VGG §3.1: a deeper plain configuration (B–E) starts from a trained net A's first four convs and its three
+    FC layers, the rest initialised afresh; `src` renamed to the deeper network's keys, or None where the two
+    models are not such a pair."""
+    from cnnbench.errors import ConfigError
+    from cnnbench.models.vgg import VGG_MODELS, net_a_keys
+
+    if src_name not in VGG_MODELS or model_name not in VGG_MODELS:
+        return None
+    batch_norm = bool(record["model"].get("batch_norm")) or any(
+        isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    try:
+        keys = net_a_keys(VGG_MODELS[src_name][0], VGG_MODELS[model_name][0], batch_norm)
+    except ConfigError:
+        return None
+    return {keys[k]: v for k, v in src.items() if k in keys}
 
 
 __all__ = ["ConditionalWarmup", "build_recipe_callbacks", "init_from_checkpoint", "warmup_applies"]

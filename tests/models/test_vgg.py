@@ -236,3 +236,58 @@ def test_bn_variants_params_exact(name, params, config):
         theirs = torchvision.models.get_model(name, weights=None)
     assert count_params(theirs) == params + conv_channels
     assert yaml.safe_load((CONF / f"{name}.yaml").read_text())["batch_norm"] is True
+
+
+# -- §3.1: a deeper configuration starts from net A ---------------------------------------------------------
+@pytest.mark.parametrize("deeper", ["vgg13", "vgg16_c", "vgg16", "vgg19"])
+def test_net_a_keys_are_a_first_four_convs_and_three_fcs_at_their_names(deeper):
+    from cnnbench.models.vgg import VGG_MODELS, conv_names, net_a_keys
+
+    a, d = meta("vgg11", num_classes=10), meta(deeper, num_classes=10)
+    keys = net_a_keys("A", VGG_MODELS[deeper][0])
+    a_state, d_state = a.state_dict(), d.state_dict()
+    assert len(keys) == (4 + 3) * 2  # weight and bias of four convs and three FC layers
+    for src, dst in keys.items():
+        assert a_state[src].shape == d_state[dst].shape, (src, dst)
+    conv_dst = sorted({k.rsplit(".", 1)[0] for k in keys.values() if k.startswith("features.")})
+    by_index = {f"features.{i}": name for name, i in conv_names(VGG_MODELS[deeper][0]).items()}
+    assert sorted(by_index[k] for k in conv_dst) == ["conv1_1", "conv2_1", "conv3_1", "conv3_2"]
+    assert all(isinstance(d.get_submodule(k), nn.Conv2d) for k in conv_dst)
+    # conv1_2 of the deeper network (A has no such conv) is not among them
+    assert f"features.{conv_names(VGG_MODELS[deeper][0])['conv1_2']}.weight" not in keys.values()
+
+
+def test_conv_names_index_every_conv_of_every_column():
+    from cnnbench.models.vgg import conv_names, make_features
+
+    for config in VGG_TABLE1:
+        features = make_features(config)
+        indexed = sorted(conv_names(config).values())
+        assert indexed == [i for i, m in enumerate(features) if isinstance(m, nn.Conv2d)], config
+
+
+def test_init_from_net_a_checkpoint_starts_vgg16_as_section_3_1(tmp_path):
+    from cnnbench.errors import UserError
+    from cnnbench.training.recipe_callbacks import init_from_checkpoint
+
+    torch.manual_seed(0)
+    a = create_model("vgg11", num_classes=10, in_chans=1)
+    ckpt = tmp_path / "a.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in a.state_dict().items()},
+                "cnnbench": {"model": {"name": "vgg11", "batch_norm": False}, "num_classes": 10}}, ckpt)
+    d = create_model("vgg16", num_classes=10, in_chans=1)
+    fresh = {k: v.clone() for k, v in d.state_dict().items()}
+    out = init_from_checkpoint(d, ckpt, "vgg16", new_head=False)
+    got = d.state_dict()
+    assert torch.equal(got["features.0.weight"], a.state_dict()["features.0.weight"])  # conv1_1
+    assert torch.equal(got["features.12.weight"], a.state_dict()["features.8.weight"])  # conv3_2
+    assert torch.equal(got["classifier.6.weight"], a.state_dict()["classifier.6.weight"])  # FC-classes
+    assert torch.equal(got["features.2.weight"], fresh["features.2.weight"])  # conv1_2: its own init
+    assert torch.equal(got["features.14.weight"], fresh["features.14.weight"])  # conv3_3
+    assert len(out["loaded"]) == 14
+    with torch.no_grad():
+        d.classifier[6].weight.zero_()
+    init_from_checkpoint(d, ckpt, "vgg16", new_head=True)  # the default keeps the run's own classifier
+    assert not d.classifier[6].weight.any() and torch.equal(got["classifier.0.weight"], d.classifier[0].weight)
+    with pytest.raises(UserError, match="holds 'vgg11', but model='vgg16_bn'"):
+        init_from_checkpoint(create_model("vgg16_bn", num_classes=10, in_chans=1), ckpt, "vgg16_bn")
