@@ -52,7 +52,9 @@ class RunSpeed(Callback):
     - `speed/loader_images_per_s`: images over wait time (a lower bound of what the loader can deliver; absent
       when the loader never made the step wait);
     - `speed/data_wait_share`: wait over step + wait;
-    - per epoch: `time/epoch_s` (its wall time, validation included), `time/val_s`, `memory/peak_mb`.
+    - per epoch: `time/epoch_s` (its wall time, validation included), `time/val_s`, `memory/peak_mb`. An epoch
+      that a resumed run entered mid-way (Lightning does not call `on_train_epoch_start` for it) has no
+      `time/epoch_s`: this process saw only its remainder.
     """
 
     def __init__(self) -> None:
@@ -64,7 +66,7 @@ class RunSpeed(Callback):
         self._window: deque[tuple[int, float, float]] = deque()
         self._last_end: float | None = None
         self._start = 0.0
-        self._epoch_t0 = 0.0
+        self._epoch_t0: float | None = None
         self._val_t0: float | None = None
         self._val_s = 0.0
 
@@ -113,11 +115,13 @@ class RunSpeed(Callback):
         self._last_end = time.perf_counter()  # a validation inside the epoch is not the loader's wait
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        seconds = time.perf_counter() - self._epoch_t0
-        self.epoch_s.append(seconds)
         self.peak_mb = max(self.peak_mb, peak_memory_mb(trainer.strategy.root_device))
-        pl_module.log_dict({"time/epoch_s": seconds, "time/val_s": self._val_s, "memory/peak_mb": self.peak_mb},
-                           on_step=False, on_epoch=True)
+        logged = {"time/val_s": self._val_s, "memory/peak_mb": self.peak_mb}
+        if self._epoch_t0 is not None:  # None: resumed mid-epoch, the epoch's start was another process's
+            logged["time/epoch_s"] = time.perf_counter() - self._epoch_t0
+            self.epoch_s.append(logged["time/epoch_s"])
+        self._epoch_t0 = None
+        pl_module.log_dict(logged, on_step=False, on_epoch=True)
 
     def summary(self) -> dict[str, float | None] | None:
         """Means over this process's part of the run (results.json `speed`); None before the first step."""

@@ -123,3 +123,33 @@ def test_line_progress_writes_lines_not_carriage_returns(tmp_path):
     assert len(lines) >= trainer.global_step  # every_s=0: a line per step (and one per epoch)
     assert f"epoch 2/2 · step {trainer.global_step}/{trainer.global_step} (100%)" in lines[-1]
     assert "val/acc1" in text
+
+
+def test_an_epoch_resumed_mid_way_has_no_epoch_time():
+    """Lightning skips `on_train_epoch_start` for the epoch a mid-epoch checkpoint resumes; that epoch's time is
+    not this process's to give (it once logged the machine's uptime)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from cnnbench.training.monitors import RunSpeed
+
+    logged: list[dict] = []
+    module = SimpleNamespace(log_dict=lambda values, **kw: logged.append(dict(values)))
+    trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cpu")), log_every_n_steps=1)
+    speed, batch = RunSpeed(), (torch.zeros(4, 1), torch.zeros(4))
+
+    def steps(n: int) -> None:
+        for i in range(n):
+            speed.on_train_batch_start(trainer, module, batch, i)
+            speed.on_train_batch_end(trainer, module, None, batch, i)
+
+    steps(2)  # the resumed remainder of an epoch
+    speed.on_train_epoch_end(trainer, module)
+    assert "time/epoch_s" not in logged[-1] and "memory/peak_mb" in logged[-1]
+    assert speed.summary()["epoch_s"] is None
+    speed.on_train_epoch_start(trainer, module)  # the next epoch, whole
+    steps(2)
+    speed.on_train_epoch_end(trainer, module)
+    assert 0 < logged[-1]["time/epoch_s"] < 60
+    assert speed.summary()["epoch_s"] == pytest.approx(logged[-1]["time/epoch_s"], abs=0.01)  # rounded
