@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cnnbench.errors import UserError
 from cnnbench.hardware import num_devices  # (also exported here: run.num_devices)
-from cnnbench.runtime import absolute
+from cnnbench.runtime import absolute, is_rank_zero
 
 RUN_MARKERS = ("results.json", "eval.json", "metrics.csv")  # a directory holding one of these is a run
 
@@ -31,6 +31,24 @@ def resolve_paths(cfg: DictConfig) -> DictConfig:
     if OmegaConf.select(cfg, "data.root") is not None:  # None when absent, null or missing (???)
         with open_dict(cfg):
             cfg.data.root = absolute(str(cfg.data.root))
+    return cfg
+
+
+def resolve_init_from(cfg: DictConfig) -> DictConfig:
+    """`init_from=<run dir>` → that run's best checkpoint (the newest finished run below it: results.json with a
+    checkpoint), said in one line; a checkpoint file is left as it is. Returns `cfg`, changed in place."""
+    value = cfg.get("init_from")
+    if not value or not Path(absolute(str(value))).is_dir():
+        return cfg
+    try:
+        run_dir, ckpt = latest_finished_run([str(value)])
+    except UserError:
+        raise UserError(f"init_from={value} is a directory with no finished training run in it (results.json "
+                        "naming its checkpoint); pass a run dir that finished, or a .ckpt file") from None
+    if is_rank_zero():
+        print(f"cnnbench train: init_from={value} — using {ckpt} (finished run {run_dir})", flush=True)
+    with open_dict(cfg):
+        cfg.init_from = ckpt
     return cfg
 
 
@@ -314,5 +332,5 @@ def build_trainer(cfg: DictConfig, run_dir: Path, *, callbacks: list | tuple = (
     )
 
 
-__all__ = ["in_multirun", "resolve_paths", "checkpoint_paths", "find_runs", "build_datamodule", "build_module", "build_trainer",
+__all__ = ["in_multirun", "resolve_paths", "resolve_init_from", "checkpoint_paths", "find_runs", "build_datamodule", "build_module", "build_trainer",
            "build_strategy", "build_loggers", "build_callbacks", "global_batch", "num_devices", "model_config"]

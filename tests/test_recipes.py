@@ -222,6 +222,18 @@ def test_init_from_loads_body_and_keeps_a_new_head(tmp_path, tiny_checkpoint):
     assert grab.w["model.fc.weight"].shape[0] == 5 != src["model.fc.weight"].shape[0]
 
 
+def test_init_from_a_run_dir_takes_its_best_checkpoint(tmp_path, tiny_checkpoint, capsys):
+    from cnnbench.errors import UserError
+    from cnnbench.run import resolve_init_from
+
+    run_dir = tiny_checkpoint.parent.parent
+    cfg = resolve_init_from(compose_cfg("train", SYN + [f"init_from={run_dir}"]))
+    assert cfg.init_from == str(tiny_checkpoint)
+    assert f"init_from={run_dir} — using {tiny_checkpoint}" in capsys.readouterr().out
+    with pytest.raises(UserError, match=rf"init_from={tmp_path} is a directory with no finished training run"):
+        resolve_init_from(compose_cfg("train", SYN + [f"init_from={tmp_path}"]))
+
+
 def test_init_from_other_model_is_one_clear_error(tmp_path, tiny_checkpoint):
     from cnnbench.commands.train import train
     from cnnbench.errors import UserError

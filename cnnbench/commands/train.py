@@ -17,6 +17,7 @@ from cnnbench.run import (
     build_trainer,
     global_batch,
     in_multirun,
+    resolve_init_from,
     resolve_paths,
 )
 from cnnbench.runtime import (
@@ -75,7 +76,7 @@ def _train(cfg: DictConfig, run_dir: Path, start: float, callbacks: list | None)
 def _prepare(cfg: DictConfig, run_dir: Path, dm, module) -> str | None:
     """Fine-tuning weights (`init_from=`), the checked checkpoint to resume from, and a run dir that can
     hold a checkpoint (an unwritable or full run dir is reported now, not at the first checkpoint)."""
-    apply_init_from(cfg, module)
+    apply_init_from(resolve_init_from(cfg), module)  # a run dir → its best checkpoint
     ckpt_path = resume_checkpoint(cfg.get("ckpt_path"), cfg.get("resume"), run_dir)  # resume: null | auto
     if ckpt_path:
         record = record_of(load_checkpoint(ckpt_path), ckpt_path)  # refuses non-weights_only files
