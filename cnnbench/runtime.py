@@ -167,8 +167,8 @@ def run_dir_lock(run_dir: Path):
     """Hold `<run_dir>/.train.lock` while a training job runs in `run_dir`, so that a second `cnnbench train`
     in the same dir (the same `run_name=` started twice, e.g. a `resume=auto` row) stops with one line instead
     of training the same checkpoints beside the first. The lock is the operating system's (`flock`): a killed
-    job leaves no stale lock. Taken by rank 0 of node 0 only (`is_rank_zero`; the other ranks and nodes of a job share its dir); where `fcntl` is
-    missing (Windows) nothing is locked."""
+    job leaves no stale lock. Taken by rank 0 of node 0 only (`is_rank_zero`; the other ranks and nodes of a
+    job share its dir); where `fcntl` is missing (Windows) nothing is locked."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
