@@ -208,18 +208,16 @@ NET_A_CONVS_REUSED = 4
 
 def conv_names(config: str) -> dict[str, int]:
     """Each conv of a Table-1 column by its stack-and-position name ("conv3_2": stack 3's second conv) → its
-    index in `make_features(config)` of the plain network (no BN; LRN is a module without a name)."""
-    names, index = {}, 0
-    for stack_no, stack in enumerate(VGG_TABLE1[config], start=1):
-        position = 0
-        for spec in stack:
-            if spec == "LRN":
-                index += 1
-                continue
+    index in `make_features(config)` of the plain network, read off the layers themselves (no weights made)."""
+    names, stack, position = {}, 1, 0
+    with torch.device("meta"):
+        features = make_features(config)
+    for index, layer in enumerate(features):
+        if isinstance(layer, nn.MaxPool2d):
+            stack, position = stack + 1, 0
+        elif isinstance(layer, nn.Conv2d):
             position += 1
-            names[f"conv{stack_no}_{position}"] = index
-            index += 2  # conv, ReLU
-        index += 1  # max-pool
+            names[f"conv{stack}_{position}"] = index
     return names
 
 

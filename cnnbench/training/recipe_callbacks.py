@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from cnnbench.errors import UserError
+from cnnbench.errors import ConfigError, UserError
 
 log = logging.getLogger("cnnbench")
 
@@ -148,7 +148,6 @@ def _deeper_vgg_from_net_a(src: dict, src_name: str, model_name: str, record: di
     """VGG §3.1: a deeper plain configuration (B–E) starts from a trained net A's first four convs and its three
     FC layers, the rest initialised afresh; `src` renamed to the deeper network's keys, or None where the two
     models are not such a pair."""
-    from cnnbench.errors import ConfigError
     from cnnbench.models.vgg import VGG_MODELS, net_a_keys
 
     if src_name not in VGG_MODELS or model_name not in VGG_MODELS:
