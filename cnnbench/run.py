@@ -278,14 +278,15 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> list:
         callbacks.append(ModelCheckpoint(
             dirpath=ckpt_dir, filename="best-epoch{epoch:03d}-acc{val/acc1:.4f}", monitor=cfg.checkpoint.monitor,
             mode="max", save_last=bool(cfg.checkpoint.save_last), auto_insert_metric_name=False,
+            enable_version_counter=False,  # last.ckpt is shared with the step checkpoints: overwrite, no last-v1
         ))
     else:
-        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0))
+        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, enable_version_counter=False))
     every = cfg.checkpoint.get("every_n_steps")
     if every:
         callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="step{step:08d}", every_n_train_steps=int(every),
                                          save_top_k=1, monitor="step", mode="max", save_last=True,
-                                         auto_insert_metric_name=False))
+                                         auto_insert_metric_name=False, enable_version_counter=False))
     fault = FaultInjection.from_env()  # CNNBENCH_FAULT: the fault tests only
     if fault is not None:
         callbacks.append(fault)

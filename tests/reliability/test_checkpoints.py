@@ -87,5 +87,7 @@ def test_training_writes_checkpoints_through_the_atomic_writer(tmp_path, monkeyp
     files = sorted((tmp_path / "checkpoints").iterdir())
     assert {f.name for f in files} <= set(written) and "step00000002.ckpt" in written
     assert files and not [f for f in files if f.name.endswith(".tmp")]
+    # the best and the step checkpoints both keep last.ckpt current: one file, not last.ckpt + last-v1.ckpt
+    assert [f.name for f in files if f.name.startswith("last")] == ["last.ckpt"]
     for f in files:
         assert "state_dict" in load_checkpoint(f)  # every checkpoint loads with weights_only=True
