@@ -141,9 +141,8 @@ class Preemption(Callback):
     @staticmethod
     def _own_last(trainer, path: Path) -> None:
         """Record `path` as the last checkpoint of every ModelCheckpoint that writes last.ckpt into the same
-        folder, before saving (their state goes into the file). A resumed run's ModelCheckpoint then keeps
-        writing last.ckpt; otherwise it finds a last.ckpt it did not write and puts the newer state into
-        last-v1.ckpt, leaving last.ckpt at the preemption step."""
+        folder, before saving (their state goes into the file): a resumed run's ModelCheckpoint then finds its
+        own last.ckpt, and none of them holds a stale `last_model_path` to clean up."""
         target = Path(path).resolve()
         for cb in trainer.checkpoint_callbacks:
             dirpath = getattr(cb, "dirpath", None)
