@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -274,19 +275,20 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_val: bool) -> list:
     callbacks: list = []
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(progress_callback())  # a bar on a terminal, a line every 30 s under a pipe
+    # every checkpoint callback writes into one folder and shares its last.ckpt: overwritten, never versioned as
+    # last-v1.ckpt (Lightning's version counter would keep a second full copy)
+    checkpoint_in_run_dir = partial(ModelCheckpoint, dirpath=ckpt_dir, auto_insert_metric_name=False,
+                                    enable_version_counter=False)
     if has_val and cfg.checkpoint.monitor:
-        callbacks.append(ModelCheckpoint(
-            dirpath=ckpt_dir, filename="best-epoch{epoch:03d}-acc{val/acc1:.4f}", monitor=cfg.checkpoint.monitor,
-            mode="max", save_last=bool(cfg.checkpoint.save_last), auto_insert_metric_name=False,
-            enable_version_counter=False,  # last.ckpt is shared with the step checkpoints: overwrite, no last-v1
-        ))
+        callbacks.append(checkpoint_in_run_dir(
+            filename="best-epoch{epoch:03d}-acc{val/acc1:.4f}", monitor=cfg.checkpoint.monitor, mode="max",
+            save_last=bool(cfg.checkpoint.save_last)))
     else:
-        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, enable_version_counter=False))
+        callbacks.append(checkpoint_in_run_dir(save_last=True, save_top_k=0))
     every = cfg.checkpoint.get("every_n_steps")
     if every:
-        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="step{step:08d}", every_n_train_steps=int(every),
-                                         save_top_k=1, monitor="step", mode="max", save_last=True,
-                                         auto_insert_metric_name=False, enable_version_counter=False))
+        callbacks.append(checkpoint_in_run_dir(filename="step{step:08d}", every_n_train_steps=int(every),
+                                               save_top_k=1, monitor="step", mode="max", save_last=True))
     fault = FaultInjection.from_env()  # CNNBENCH_FAULT: the fault tests only
     if fault is not None:
         callbacks.append(fault)
