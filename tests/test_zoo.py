@@ -189,6 +189,18 @@ def test_analyze_zoo_builds_the_table_and_copies_trimmed_artifacts(tmp_path):
     assert len(again["runs"]) == 2
 
 
+def test_analyze_zoo_names_a_missing_doc_before_copying_anything(tmp_path):
+    from cnnbench.commands.analyze import analyze
+    from cnnbench.errors import UserError
+
+    _fake_run(tmp_path / "outputs", "zoo_resnet20", 42, 0.91)
+    artifacts = tmp_path / "docs_zoo"
+    with pytest.raises(UserError, match=r"doc=.*missing\.md: no such file"):
+        analyze(compose_cfg("analyze", ["analysis=zoo", f"runs={tmp_path}/outputs/zoo_*", f"copy_to={artifacts}",
+                                        f"doc={tmp_path / 'missing.md'}"]), run_dir=tmp_path / "out")
+    assert not artifacts.exists()
+
+
 def test_zoo_row_of_one_seed_says_so_and_the_public_gap():
     from cnnbench.analysis.zoo import row_cells
 

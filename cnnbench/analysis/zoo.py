@@ -259,13 +259,21 @@ def zoo_table(recipes: list[str], rows: list[dict[str, Any]], artifact_root: str
 TABLE_BEGIN, TABLE_END = "<!-- zoo-table: begin (cnnbench analyze zoo) -->", "<!-- zoo-table: end -->"
 
 
-def replace_table(doc: Path, table: str) -> None:
-    """Write `table` between the zoo-table markers of `doc` (the rest of the page is left as it is)."""
+def check_doc(doc: Path) -> str:
+    """The text of `doc`, a page holding the zoo-table markers; a UserError naming the page otherwise."""
     from cnnbench.errors import UserError
 
+    if not doc.is_file():
+        raise UserError(f"doc={doc}: no such file; doc= names a page with the zoo-table markers, e.g. docs/zoo.md")
     text = doc.read_text()
     if TABLE_BEGIN not in text or TABLE_END not in text:
         raise UserError(f"doc={doc}: no '{TABLE_BEGIN}' … '{TABLE_END}' markers to put the table between")
+    return text
+
+
+def replace_table(doc: Path, table: str) -> None:
+    """Write `table` between the zoo-table markers of `doc` (the rest of the page is left as it is)."""
+    text = check_doc(doc)
     head, rest = text.split(TABLE_BEGIN, 1)
     _, tail = rest.split(TABLE_END, 1)
     doc.write_text(f"{head}{TABLE_BEGIN}\n{table}{TABLE_END}{tail}")
@@ -346,6 +354,8 @@ def zoo_analysis(runs: list[Path], run_dir: Path, roots: list[str], pattern: str
     from cnnbench.errors import UserError
     from cnnbench.runtime import write_json
 
+    if doc is not None:  # before anything is copied or written
+        check_doc(doc)
     rows = _filter_rows(runs)
     if copy_to is not None:
         rows = _from_artifacts(rows, copy_to, roots)
