@@ -5,6 +5,10 @@
   console and in the job's .log file.
 - Warnings raised inside libraries about their own internals (Lightning's pytree `LeafSpec` deprecation) and
   Lightning's note that a short run has fewer batches than `log_every_n_steps` are ignored.
+- Lightning's warning that a mid-epoch checkpoint's "dataloader is not resumable" is ignored: Lightning looks for
+  `state_dict` on the DataLoader only, while cnnbench keeps the epoch position in the data module's state (saved in
+  every checkpoint) and its sampler skips exactly the batches already trained on (cnnbench.data.datamodule), so
+  a mid-epoch resume trains on the same samples as an uninterrupted run.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import warnings
 IGNORED_WARNINGS = (
     r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",  # lightning.pytorch.utilities._pytree on torch ≥ 2.10
     r"The number of training batches \(\d+\) is smaller than the logging interval.*",
+    r"You're resuming from a checkpoint that ended before the epoch ended and your dataloader is not resumable.*",
 )
 DROPPED_LOG_PREFIXES = ("💡 Tip:",)
 
