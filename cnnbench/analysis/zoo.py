@@ -30,15 +30,16 @@ RECIPE_PREFIX = "zoo_"
 NOT_RUN = "not yet run"
 
 
-# the table's order: the list of seed networks, roughly by year (others follow, sorted)
-ORDER = ("alexnet", "vgg11", "vgg16", "googlenet", "inception_v2", "inception_v3", "inception_v4",
-         "inception_resnet_v1", "inception_resnet_v2", "resnet18", "resnet50", "resnet20", "resnet56",
-         "highway_conv", "efficientnet_b0")
+# the zoo's rows, one recipe each (conf/experiment/zoo_<row>.yaml), in the table's order: the seed networks,
+# roughly by year (other recipes follow, sorted)
+ZOO_ROWS = ("alexnet", "vgg11", "vgg16", "googlenet", "inception_v2", "inception_v3", "inception_v4",
+            "inception_resnet_v1", "inception_resnet_v2", "resnet18", "resnet50", "resnet20", "resnet56",
+            "highway_conv", "efficientnet_b0")
 
 
 def _order(recipe: str) -> tuple[int, str]:
     model = recipe[len(RECIPE_PREFIX):]
-    return (ORDER.index(model) if model in ORDER else len(ORDER), model)
+    return (ZOO_ROWS.index(model) if model in ZOO_ROWS else len(ZOO_ROWS), model)
 
 
 def zoo_recipes() -> list[str]:

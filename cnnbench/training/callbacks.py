@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from cnnbench.analysis.zoo import ZOO_ROWS
 from cnnbench.choices import NONFINITE_MODES
 from cnnbench.errors import RunStopped
 from cnnbench.models.layers import BATCH_NORMS
@@ -220,11 +221,9 @@ class GradNorm(Callback):
 
 
 # -- stuck at chance ---------------------------------------------------------------------------------
-# The zoo recipes (conf/experiment/zoo_<row>.yaml, docs/zoo.md): one row per seed network; other members of a
-# family are pointed at their family's row with `model=<name>` (an experiment's model group can be overridden).
-ZOO_ROWS = ("alexnet", "vgg11", "vgg16", "googlenet", "inception_v2", "inception_v3", "inception_v4",
-            "inception_resnet_v1", "inception_resnet_v2", "resnet18", "resnet50", "resnet20", "resnet56",
-            "highway_conv", "efficientnet_b0")
+# The zoo recipes (conf/experiment/zoo_<row>.yaml, docs/zoo.md; the rows: cnnbench.analysis.zoo.ZOO_ROWS): one row
+# per seed network; other members of a family are pointed at their family's row with `model=<name>` (an
+# experiment's model group can be overridden).
 _ZOO_FAMILY = {
     "alexnet_owt": "alexnet", "vgg11_bn": "vgg11", "vgg11_lrn": "vgg11", "vgg13": "vgg16", "vgg13_bn": "vgg16",
     "vgg16_bn": "vgg16", "vgg16_c": "vgg16", "vgg19": "vgg16", "vgg19_bn": "vgg16", "resnet34": "resnet18",

@@ -3,8 +3,9 @@
 He et al. (2015), Table 1 and §3.3: the first block of conv3_x, conv4_x and conv5_x halves the map. In the original
 models' bottleneck (Fig. 5 right with `stride_in_1x1=true`, cnnbench's default: the placement that gives Table 1's
 FLOPs) the stride sits on the first 1×1 convolution of the branch and on the 1×1 projection shortcut: both read one
-position in four of the previous stage's output and nothing else reads the other three. In the basic block (ResNet-18) and in the bottleneck
-with the stride on the 3×3 (`stride_in_1x1=false`, torchvision's) a 3×3 window reads every position.
+position in four of the previous stage's output and nothing else reads the other three. In the basic block
+(ResNet-18) and in the bottleneck with the stride on the 3×3 (`stride_in_1x1=false`, torchvision's) a 3×3 window
+reads every position.
 
 For each network, at the zoo's input side (32²), one backward pass from a random projection of the logits; a
 position (h, w) of a stage's output counts as "reaching the logits" when its gradient is non-zero in any channel
@@ -27,6 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from cnnbench.analysis.zoo import ZOO_ROWS  # noqa: E402
 from cnnbench.hardware import machine_record  # noqa: E402
 from cnnbench.models.registry import create_model  # noqa: E402
 
@@ -66,11 +68,6 @@ def coverage(model_name: str, overrides: dict, side: int, batch: int) -> dict:
     return {"stages": stages}
 
 
-ZOO_MODELS = ["alexnet", "vgg11", "vgg16", "googlenet", "inception_v2", "inception_v3", "inception_v4",
-              "inception_resnet_v1", "inception_resnet_v2", "resnet18", "resnet50", "resnet20", "resnet56",
-              "highway_conv", "efficientnet_b0"]
-
-
 def _pair(value) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else tuple(value)
 
@@ -99,7 +96,7 @@ def main() -> None:
     for label, name, overrides in NETWORKS:
         rows.append({"network": label, "model": name, "overrides": overrides, "input_side": args.side,
                      **coverage(name, overrides, args.side, args.batch)})
-    scan = {name: skipping_layers(name) for name in ZOO_MODELS}
+    scan = {name: skipping_layers(name) for name in ZOO_ROWS}
     out = {"command": "python docs/zoo/stage_coverage.py " + " ".join(sys.argv[1:]),
            "batch": args.batch, "images": "N(0, 1), seed 0", "mode": "training (batch statistics), fp32",
            "networks": rows, "layers_with_kernel_smaller_than_stride": scan, "machine": machine_record()}
