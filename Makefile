@@ -50,7 +50,8 @@ test-fast: install
 # The package as a user installs it: the wheel into a fresh virtual environment outside the checkout, then
 # from a temporary directory --version, a one-epoch run on digits and a user's own recipe from ./conf.
 # The fresh venv borrows its dependencies from $(VENV) (a path line in a .pth file: the directory is searched,
-# its own .pth files, the editable cnnbench among them, are not run) instead of a second ~6 GB copy of torch;
+# its own .pth files, the editable cnnbench among them, are not run; pip too) instead of a second ~6 GB torch,
+# so the venv is made by $(VENV)'s interpreter, the Python those packages were built for;
 # `pip check` then proves the wheel's declared requirements are met, and the import check that cnnbench comes
 # from the wheel, not from the checkout.
 check-wheel: $(VENV)/.installed
