@@ -245,7 +245,9 @@ class ImageNetResNet(nn.Module):
     `residual=False` gives the plain counterpart (same layers, no shortcuts). `scaling` (a dict of
     EfficientNet-style keys, resolved by `cnnbench.models.scaling.resolve_scaling`) multiplies every
     conv width (rounded by `round_filters`) and every stage's block count (`round_repeats`); with
-    `scaling=None` the network is exactly the paper's.
+    `scaling=None` the network is exactly the paper's. `zero_init_residual=True` starts every residual
+    branch's last BN scale at 0, so each block begins as its shortcut (Goyal et al. 2017; torchvision's
+    option of the same name); off by default, as §3.4 initialises every layer as He et al. [13].
     """
 
     def __init__(
@@ -257,6 +259,7 @@ class ImageNetResNet(nn.Module):
         stride_in_1x1: bool = True,
         residual: bool = True,
         scaling: dict | None = None,
+        zero_init_residual: bool = False,
     ) -> None:
         super().__init__()
         if depth not in IMAGENET_TABLE1:
@@ -282,6 +285,7 @@ class ImageNetResNet(nn.Module):
         self.depth, self.block_kind, self.repeats = depth, block_kind, tuple(repeats)
         self.shortcut_option = option if residual else None
         self.stride_in_1x1 = stride_in_1x1
+        self.zero_init_residual = zero_init_residual and residual
 
         self.stem = nn.Sequential(
             ConvBNAct(in_chans, stem_ch, stem_k, stem_stride),
@@ -305,6 +309,10 @@ class ImageNetResNet(nn.Module):
         self.fc = nn.Linear(in_ch, num_classes)
         self.num_features = in_ch
         he_init(self)
+        if self.zero_init_residual:  # not the paper's (§3.4 is He init throughout): Goyal et al. 2017
+            for block in self.stages.modules():
+                if isinstance(block, ResidualBlock):
+                    nn.init.zeros_(block.branch[-1][1].weight)  # the branch's last BN scale γ: F(x) = 0 at start
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(self.stem(x))
@@ -359,9 +367,11 @@ def _register_imagenet(depth: int, residual: bool) -> None:
 
         @register_model(info)
         def build_basic(
-            num_classes: int = 1000, in_chans: int = 3, shortcut: str = "A", scaling: dict | None = None
+            num_classes: int = 1000, in_chans: int = 3, shortcut: str = "A", scaling: dict | None = None,
+            zero_init_residual: bool = False,
         ) -> ImageNetResNet:
-            return ImageNetResNet(depth, num_classes, in_chans, shortcut=shortcut, scaling=scaling)
+            return ImageNetResNet(depth, num_classes, in_chans, shortcut=shortcut, scaling=scaling,
+                                  zero_init_residual=zero_init_residual)
 
     else:
 
@@ -372,9 +382,11 @@ def _register_imagenet(depth: int, residual: bool) -> None:
             shortcut: str = "B",
             stride_in_1x1: bool = True,
             scaling: dict | None = None,
+            zero_init_residual: bool = False,
         ) -> ImageNetResNet:
             return ImageNetResNet(
-                depth, num_classes, in_chans, shortcut=shortcut, stride_in_1x1=stride_in_1x1, scaling=scaling
+                depth, num_classes, in_chans, shortcut=shortcut, stride_in_1x1=stride_in_1x1, scaling=scaling,
+                zero_init_residual=zero_init_residual,
             )
 
 

@@ -265,6 +265,23 @@ def test_he_init():
     assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
 
 
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_zero_init_residual_starts_each_block_as_its_shortcut(name):
+    """Off by default (§3.4's He init: every BN scale 1); on, each branch's last BN scale is 0, so in eval mode
+    every block returns ReLU(shortcut(x))."""
+    default = create_model(name, num_classes=10)
+    assert all(torch.all(b.branch[-1][1].weight == 1) for b in blocks(default))
+    torch.manual_seed(0)
+    m = create_model(name, num_classes=10, zero_init_residual=True).eval()
+    for b in blocks(m):
+        assert not b.branch[-1][1].weight.any() and torch.all(b.branch[0][1].weight == 1)
+    block = m.stages.conv3_x[0]  # downsampling block: projection (B) or strided identity (A) shortcut
+    x = torch.randn(2, block.branch[0][0].in_channels, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(block(x), torch.relu(block.shortcut(x)))
+    assert count_params(m) == count_params(default)
+
+
 @pytest.mark.parametrize(
     "name,kw",
     [("resnet18", {}), ("resnet18", {"shortcut": "B"}), ("resnet50", {})],
@@ -371,7 +388,7 @@ def test_yaml_exists_and_keys_accepted(name):
     m = meta(name, **kwargs)
     if name in IMAGENET_NAMES:
         assert count_params(m) == model_info(name).paper_params  # YAML defaults = the paper's network
-        expected = {"scaling"} | ({"shortcut"} if name.startswith("resnet") else set())
+        expected = {"scaling"} | ({"shortcut", "zero_init_residual"} if name.startswith("resnet") else set())
         if name in ("resnet50", "resnet101", "resnet152"):
             expected.add("stride_in_1x1")
         assert set(kwargs) == expected
