@@ -284,8 +284,7 @@ class ImageNetResNet(nn.Module):
             repeats = tuple(round_repeats(r, s.depth_mult) for r in repeats)
         self.depth, self.block_kind, self.repeats = depth, block_kind, tuple(repeats)
         self.shortcut_option = option if residual else None
-        self.stride_in_1x1 = stride_in_1x1
-        self.zero_init_residual = zero_init_residual and residual
+        self.stride_in_1x1, self.zero_init_residual = stride_in_1x1, zero_init_residual and residual
 
         self.stem = nn.Sequential(
             ConvBNAct(in_chans, stem_ch, stem_k, stem_stride),
@@ -310,15 +309,20 @@ class ImageNetResNet(nn.Module):
         self.num_features = in_ch
         he_init(self)
         if self.zero_init_residual:  # not the paper's (§3.4 is He init throughout): Goyal et al. 2017
-            for block in self.stages.modules():
-                if isinstance(block, ResidualBlock):
-                    nn.init.zeros_(block.branch[-1][1].weight)  # the branch's last BN scale γ: F(x) = 0 at start
+            zero_branch_ends(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(self.stem(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.pool(self.forward_features(x)), 1))
+
+
+def zero_branch_ends(model: nn.Module) -> None:
+    """Every residual branch's last BN scale γ to 0, so F(x) = 0 and each block starts as its shortcut."""
+    for block in model.modules():
+        if isinstance(block, ResidualBlock):
+            nn.init.zeros_(block.branch[-1][1].weight)
 
 
 _TORCHVISION_NOTE = (
@@ -368,8 +372,7 @@ def _register_imagenet(depth: int, residual: bool) -> None:
         @register_model(info)
         def build_basic(
             num_classes: int = 1000, in_chans: int = 3, shortcut: str = "A", scaling: dict | None = None,
-            zero_init_residual: bool = False,
-        ) -> ImageNetResNet:
+            zero_init_residual: bool = False) -> ImageNetResNet:
             return ImageNetResNet(depth, num_classes, in_chans, shortcut=shortcut, scaling=scaling,
                                   zero_init_residual=zero_init_residual)
 
