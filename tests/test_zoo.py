@@ -159,6 +159,7 @@ def test_analyze_zoo_builds_the_table_and_copies_trimmed_artifacts(tmp_path):
     for seed, acc in ((42, 0.91), (43, 0.93)):
         _fake_run(runs, "zoo_resnet20", seed, acc)
     _fake_run(runs, "zoo_resnet56", 42, 0.5, ["data.limit_train=9600", "trainer.max_steps=150"])  # a smoke run
+    _fake_run(runs, "zoo_resnet56", 43, 0.6, ["optimizer.lr=0.03", "logger=csv"])  # a trial: not the recipe as written
     doc = tmp_path / "zoo.md"
     doc.write_text("# zoo\n\n<!-- zoo-table: begin (cnnbench analyze zoo) -->\nold\n<!-- zoo-table: end -->\nafter\n")
     artifacts = tmp_path / "docs_zoo"
@@ -178,6 +179,7 @@ def test_analyze_zoo_builds_the_table_and_copies_trimmed_artifacts(tmp_path):
     assert set(rows) >= set(ZOO)
     assert "0.9200 ± 0.0141 (seeds 42, 43)" in rows["resnet20"] and "(zoo/zoo_resnet20/)" in rows["resnet20"]
     assert "269.4 k" in rows["resnet20"] and "28²×1" in rows["resnet20"] and "AMD EPYC, 2 cores" in rows["resnet20"]
+    assert not (artifacts / "zoo_resnet56").exists()  # neither the smoke run nor the trial is copied as the row
     assert "not yet run" in rows["resnet56"] and "0.949" in rows["resnet18"] and "0.899" in rows["alexnet"]
     assert (tmp_path / "out" / "zoo.md").read_text() in text
     numbers = json.loads((artifacts / "zoo.json").read_text())["table"]
@@ -187,6 +189,21 @@ def test_analyze_zoo_builds_the_table_and_copies_trimmed_artifacts(tmp_path):
     again = analyze(compose_cfg("analyze", ["analysis=zoo", f"runs={artifacts}/*/seed*"]), run_dir=tmp_path / "again")
     assert (tmp_path / "again" / "zoo.md").read_text() == (tmp_path / "out" / "zoo.md").read_text()
     assert len(again["runs"]) == 2
+
+
+def test_analyze_runs_takes_a_list_of_globs(tmp_path):
+    """runs=[<glob>,<glob>] reads the runs of both, a run matched twice once; the miss names the list."""
+    from cnnbench.commands.analyze import analyze
+    from cnnbench.errors import UserError
+
+    first = _fake_run(tmp_path / "a", "zoo_resnet20", 42, 0.91)
+    _fake_run(tmp_path / "b", "zoo_resnet20", 43, 0.93)
+    summary = analyze(compose_cfg("analyze", ["analysis=zoo", f"runs=[{tmp_path}/a/zoo_*,{tmp_path}/b/zoo_*,{first}]"]),
+                      run_dir=tmp_path / "out")
+    assert sorted(r["seed"] for r in summary["runs"]) == [42, 43]
+    with pytest.raises(UserError, match=r"runs=\[.*nowhere.*\] matched no training run"):
+        analyze(compose_cfg("analyze", ["analysis=zoo", f"runs=[{tmp_path}/nowhere,{tmp_path}/nothing]"]),
+                run_dir=tmp_path / "out2")
 
 
 def test_analyze_zoo_names_a_missing_doc_before_copying_anything(tmp_path):

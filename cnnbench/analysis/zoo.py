@@ -85,13 +85,23 @@ def run_recipe(run: Path) -> str | None:
     return None
 
 
-# overrides that make a run something other than its row: a subset, another test set, a cut-short run (smoke runs)
-NOT_A_ROW = ("data.limit_train", "data.limit_test", "data.limit_val", "data.val_split", "trainer.max_steps", "data=")
+# the overrides a row's run may have: which recipe and seed, where the run lives and how it resumes, VGG-16's start
+# from net A (§3.1), and settings that change where the run logs or reads, not what it trains; any other override
+# (a subset, a cut-short run, another learning rate, initialisation or network option: smoke runs and trials)
+# makes the run something other than its row
+ROW_KEYS = ("experiment", "run_name", "resume", "seed", "init_from", "init_new_head", "hardware", "logger",
+            "data.root", "data.num_workers", "trainer.enable_progress_bar", "trainer.log_every_n_steps")
+ROW_PREFIXES = ("hydra.", "wandb.", "checkpoint.")
 
 
 def not_a_row(run: Path) -> list[str]:
-    """The run's overrides that keep it out of the table (a smoke run on a subset, a shortened run)."""
-    return [o for o in _overrides(run) or [] if o.lstrip("+").startswith(NOT_A_ROW)]
+    """The run's overrides that keep it out of the table (a smoke run on a subset, a shortened run, a trial)."""
+    changed = []
+    for override in _overrides(run) or []:
+        key = override.lstrip("+~").partition("=")[0]
+        if key not in ROW_KEYS and not key.startswith(ROW_PREFIXES):
+            changed.append(override)
+    return changed
 
 
 def network_profile(run: Path) -> dict[str, Any] | None:

@@ -28,17 +28,20 @@ from cnnbench.runtime import absolute, original_cwd, resolve_run_dir
 
 
 def _run_dirs(cfg: DictConfig, name: str | None = None) -> list[Path]:
-    """The training runs (dirs holding results.json) under `runs=<glob>`; with `name`, at least one is required."""
+    """The training runs (dirs holding results.json) under `runs=<glob>` or `runs=[<glob>,<glob>]`, in the order
+    given; with `name`, at least one is required."""
     pattern = cfg.get("runs")
     if pattern in (None, ""):  # cfg.get gives None for a missing (???) value
         if name:
             raise UserError(f"{name} needs runs=<glob of the sweep's run dirs> (e.g. runs='multirun/claim_<name>/*')")
         return []
-    pattern = str(pattern)
-    runs = [r for r in find_runs(pattern if Path(pattern).is_absolute() else str(original_cwd() / pattern))
-            if (r / "results.json").is_file()]
+    patterns = [str(p) for p in pattern] if OmegaConf.is_list(pattern) else [str(pattern)]
+    found = [r for p in patterns for r in find_runs(p if Path(p).is_absolute() else str(original_cwd() / p))
+             if (r / "results.json").is_file()]
+    runs = list(dict.fromkeys(found))  # a run matched by two globs counts once
     if not runs:
-        raise UserError(f"runs={pattern!r} matched no training run (a directory holding results.json)")
+        shown = patterns[0] if len(patterns) == 1 else patterns
+        raise UserError(f"runs={shown!r} matched no training run (a directory holding results.json)")
     return runs
 
 
