@@ -76,6 +76,13 @@ def find_runs(pattern: str) -> list[Path]:
     return sorted(found)
 
 
+def finished_runs(patterns: list[str], cwd: Path) -> list[Path]:
+    """The run dirs holding results.json under each glob (relative ones from `cwd`), in the order given, each once."""
+    found = [r for p in patterns for r in find_runs(p if Path(p).is_absolute() else str(cwd / p))
+             if (r / "results.json").is_file()]
+    return list(dict.fromkeys(found))
+
+
 # -- data and model ----------------------------------------------------------------------------------
 def model_config(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg.model, resolve=True)  # type: ignore[return-value]
@@ -335,5 +342,5 @@ def build_trainer(cfg: DictConfig, run_dir: Path, *, callbacks: list | tuple = (
     )
 
 
-__all__ = ["in_multirun", "resolve_paths", "resolve_init_from", "checkpoint_paths", "find_runs", "build_datamodule", "build_module", "build_trainer",
-           "build_strategy", "build_loggers", "build_callbacks", "global_batch", "num_devices", "model_config"]
+__all__ = ["in_multirun", "resolve_paths", "resolve_init_from", "checkpoint_paths", "find_runs", "finished_runs",
+           "build_datamodule", "build_module", "build_trainer", "build_strategy", "build_loggers", "build_callbacks", "global_batch", "num_devices", "model_config"]

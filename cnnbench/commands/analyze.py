@@ -23,22 +23,19 @@ from omegaconf import DictConfig, OmegaConf
 from cnnbench.analysis.runs import run_seed
 from cnnbench.analysis.seeds import SeedRule
 from cnnbench.errors import UserError
-from cnnbench.run import build_datamodule, checkpoint_paths, find_runs, resolve_paths
+from cnnbench.run import build_datamodule, checkpoint_paths, finished_runs, resolve_paths
 from cnnbench.runtime import absolute, original_cwd, resolve_run_dir
 
 
 def _run_dirs(cfg: DictConfig, name: str | None = None) -> list[Path]:
-    """The training runs (dirs holding results.json) under `runs=<glob>` or `runs=[<glob>,<glob>]`, in the order
-    given; with `name`, at least one is required."""
+    """The training runs (dirs holding results.json) under `runs=<glob>` or `[<glob>,…]`; `name`: one is required."""
     pattern = cfg.get("runs")
     if pattern in (None, ""):  # cfg.get gives None for a missing (???) value
         if name:
             raise UserError(f"{name} needs runs=<glob of the sweep's run dirs> (e.g. runs='multirun/claim_<name>/*')")
         return []
     patterns = [str(p) for p in pattern] if OmegaConf.is_list(pattern) else [str(pattern)]
-    found = [r for p in patterns for r in find_runs(p if Path(p).is_absolute() else str(original_cwd() / p))
-             if (r / "results.json").is_file()]
-    runs = list(dict.fromkeys(found))  # a run matched by two globs counts once
+    runs = finished_runs(patterns, original_cwd())
     if not runs:
         shown = patterns[0] if len(patterns) == 1 else patterns
         raise UserError(f"runs={shown!r} matched no training run (a directory holding results.json)")
