@@ -206,6 +206,24 @@ def test_analyze_runs_takes_a_list_of_globs(tmp_path):
                 run_dir=tmp_path / "out2")
 
 
+def test_analyze_zoo_leaves_out_a_run_of_a_recipe_edited_since(tmp_path, capsys):
+    """A run made before its recipe file changed (11 epochs where the file now says 10) is not the row as written."""
+    from omegaconf import OmegaConf
+
+    from cnnbench.commands.analyze import analyze
+
+    _fake_run(tmp_path, "zoo_resnet20", 42, 0.91)
+    edited = _fake_run(tmp_path, "zoo_resnet20", 43, 0.95)
+    config = OmegaConf.load(edited / ".hydra" / "config.yaml")
+    written = config.trainer.max_epochs
+    config.trainer.max_epochs = written + 1
+    (edited / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(config))
+    summary = analyze(compose_cfg("analyze", ["analysis=zoo", f"runs={tmp_path}/zoo_*"]), run_dir=tmp_path / "out")
+    assert [r["seed"] for r in summary["runs"]] == [42]
+    assert (f"zoo_resnet20_s43 left out: its recipe file has changed since it ran (trainer.max_epochs: {written + 1} "
+            f"in the run, {written} in the file)") in capsys.readouterr().out
+
+
 def test_analyze_zoo_names_a_missing_doc_before_copying_anything(tmp_path):
     from cnnbench.commands.analyze import analyze
     from cnnbench.errors import UserError

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.analysis.metrics import read_metrics
+from cnnbench.analysis.zoo_rows import not_a_row, recipe_edited, run_overrides
 
 # The zalandoresearch/fashion-mnist README, section "Benchmark" (the table of submitted benchmarks), as shipped by
 # the Debian package dataset-fashion-mnist: /usr/share/doc/dataset-fashion-mnist/README.md.gz.
@@ -49,21 +50,12 @@ def zoo_recipes() -> list[str]:
     return sorted((o for o in group_options("experiment") if o.startswith(RECIPE_PREFIX)), key=_order)
 
 
-def _overrides(run: Path) -> list[str] | None:
-    path = run / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        return None
-    from omegaconf import OmegaConf
-
-    return [str(o) for o in OmegaConf.load(path)]
-
-
 def run_command(run: Path) -> str | None:
     """`cnnbench train <the run's overrides>` (Hydra's .hydra/overrides.yaml), or the artifact's `zoo.command`."""
     results = json.loads((run / "results.json").read_text())
     if (results.get("zoo") or {}).get("command"):
         return str(results["zoo"]["command"])
-    overrides = _overrides(run)
+    overrides = run_overrides(run)
     if overrides is None:
         return results.get("command")
     return " ".join(["cnnbench train", *(_quote(o) for o in overrides)])
@@ -78,30 +70,11 @@ def run_recipe(run: Path) -> str | None:
     results = json.loads((run / "results.json").read_text())
     if (results.get("zoo") or {}).get("recipe"):
         return str(results["zoo"]["recipe"])
-    for o in _overrides(run) or []:
+    for o in run_overrides(run) or []:
         key, _, value = o.lstrip("+").partition("=")
         if key == "experiment" and value.startswith(RECIPE_PREFIX):
             return value
     return None
-
-
-# the overrides a row's run may have: which recipe and seed, where the run lives and how it resumes, VGG-16's start
-# from net A (§3.1), and settings that change where the run logs or reads, not what it trains; any other override
-# (a subset, a cut-short run, another learning rate, initialisation or network option: smoke runs and trials)
-# makes the run something other than its row
-ROW_KEYS = ("experiment", "run_name", "resume", "seed", "init_from", "init_new_head", "hardware", "logger",
-            "data.root", "data.num_workers", "trainer.enable_progress_bar", "trainer.log_every_n_steps")
-ROW_PREFIXES = ("hydra.", "wandb.", "checkpoint.")
-
-
-def not_a_row(run: Path) -> list[str]:
-    """The run's overrides that keep it out of the table (a smoke run on a subset, a shortened run, a trial)."""
-    changed = []
-    for override in _overrides(run) or []:
-        key = override.lstrip("+~").partition("=")[0]
-        if key not in ROW_KEYS and not key.startswith(ROW_PREFIXES):
-            changed.append(override)
-    return changed
 
 
 def network_profile(run: Path) -> dict[str, Any] | None:
@@ -338,9 +311,11 @@ def _filter_rows(runs: list[Path]) -> list[dict[str, Any]]:
     """The rows of the runs that ran a recipe as written (the others are named and left out)."""
     kept = []
     for run in runs:
-        changed = not_a_row(run)
-        if changed:
-            print(f"cnnbench analyze: zoo: {run} left out: it changes the row ({' '.join(changed)})", flush=True)
+        changed, edited = not_a_row(run), recipe_edited(run, run_recipe(run))
+        if changed or edited:
+            why = f"it changes the row ({' '.join(changed)})" if changed else \
+                f"its recipe file has changed since it ran ({'; '.join(edited)})"
+            print(f"cnnbench analyze: zoo: {run} left out: {why}", flush=True)
         else:
             kept.append(run)
     return [r for r in (summarize_zoo_run(run) for run in kept) if r is not None]

@@ -1,0 +1,64 @@
+"""Which training runs are a zoo row (docs/zoo.md, "Running a row"): the recipe as written, run with only
+run-control overrides; a smoke run, a trial or a run of a recipe file edited since is left out of the table."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+# the overrides a row's run may have: which recipe and seed, where the run lives and how it resumes, VGG-16's start
+# from net A (§3.1), and settings that change where the run logs or reads, not what it trains; any other override
+# (a subset, a cut-short run, another learning rate, initialisation or network option: smoke runs and trials)
+# makes the run something other than its row
+ROW_KEYS = ("experiment", "run_name", "resume", "seed", "init_from", "init_new_head", "hardware", "logger",
+            "data.root", "data.num_workers", "trainer.enable_progress_bar", "trainer.log_every_n_steps")
+ROW_PREFIXES = ("hydra.", "wandb.", "checkpoint.")
+
+
+def _is_row_key(key: str) -> bool:
+    return key in ROW_KEYS or key.startswith(ROW_PREFIXES)
+
+
+def run_overrides(run: Path) -> list[str] | None:
+    """The run's command-line overrides (Hydra's .hydra/overrides.yaml), or None for an artifact."""
+    path = run / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return None
+    from omegaconf import OmegaConf
+
+    return [str(o) for o in OmegaConf.load(path)]
+
+
+def not_a_row(run: Path) -> list[str]:
+    """The run's overrides that keep it out of the table (a smoke run on a subset, a shortened run, a trial)."""
+    return [o for o in run_overrides(run) or [] if not _is_row_key(o.lstrip("+~").partition("=")[0])]
+
+
+def _leaves(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(node, dict):
+        return [leaf for k, v in node.items() for leaf in _leaves(v, f"{prefix}{k}.")]
+    return [(prefix[:-1], node)]
+
+
+def recipe_edited(run: Path, recipe: str | None) -> list[str]:
+    """The values the recipe file (`experiment/<recipe>.yaml`, as Hydra finds it now) sets that differ from the
+    run's composed config (.hydra/config.yaml): a run of a recipe edited since — say 11 epochs where the file now
+    has 10 — is not the row as written. Values the file takes from the groups it composes are not compared."""
+    config = run / ".hydra" / "config.yaml"
+    from cnnbench.config_paths import find_config
+
+    path = find_config("experiment", recipe) if recipe else None
+    if path is None or not config.is_file():
+        return []
+    from omegaconf import OmegaConf
+
+    ran = OmegaConf.to_container(OmegaConf.load(config), resolve=False)
+    written = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    edited = []
+    for key, value in _leaves({k: v for k, v in written.items() if k != "defaults"}):
+        if _is_row_key(key) or (isinstance(value, str) and "${" in value):
+            continue
+        then = OmegaConf.select(OmegaConf.create(ran), key, default="<missing>")
+        then = OmegaConf.to_container(then) if OmegaConf.is_config(then) else then
+        if then != value:
+            edited.append(f"{key}: {then} in the run, {value} in the file")
+    return edited
