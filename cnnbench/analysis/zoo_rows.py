@@ -51,13 +51,13 @@ def recipe_edited(run: Path, recipe: str | None) -> list[str]:
         return []
     from omegaconf import OmegaConf
 
-    ran = OmegaConf.to_container(OmegaConf.load(config), resolve=False)
+    ran = OmegaConf.load(config)
     written = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     edited = []
     for key, value in _leaves({k: v for k, v in written.items() if k != "defaults"}):
         if _is_row_key(key) or (isinstance(value, str) and "${" in value):
             continue
-        then = OmegaConf.select(OmegaConf.create(ran), key, default="<missing>")
+        then = OmegaConf.select(ran, key, default="<missing>", throw_on_resolution_failure=False)
         then = OmegaConf.to_container(then) if OmegaConf.is_config(then) else then
         if then != value:
             edited.append(f"{key}: {then} in the run, {value} in the file")
