@@ -50,7 +50,7 @@ NOT_SETTINGS = ("hydra", "run_dir", "run_name", "task", "ckpt_path", "resume", "
 RESULT_SETTINGS = ("model", "data", "seed", "lr_base", "global_batch", "epochs")
 
 
-def _canonical(value: object) -> str:
+def canonical(value: object) -> str:
     """One spelling per value: `1e-1`, `0.10` and 0.1 → `0.1`; `True` → `true`."""
     text = str(value)
     if text.startswith(("[", "{")):
@@ -99,8 +99,11 @@ def recorded_overrides(run: Path) -> dict[str, str] | None:
 def flat_config(run: Path) -> dict[str, str] | None:
     """The run's composed config (.hydra/config.yaml) as dotted key → value; None without the file."""
     config = _load_yaml(run / ".hydra" / "config.yaml")
-    if not isinstance(config, dict):
-        return None
+    return flatten(config) if isinstance(config, dict) else None
+
+
+def flatten(config: dict) -> dict[str, str]:
+    """A nested config as dotted key → value (as text), bookkeeping keys and file paths left out."""
     out: dict[str, str] = {}
 
     def walk(node: object, prefix: str) -> None:
@@ -128,7 +131,7 @@ def recorded_results(run: Path) -> dict[str, str] | None:
 def differing_keys(settings: list[dict[str, str]]) -> list[str]:
     """The keys whose value is not the same in every run (a key one run lacks differs), sorted."""
     keys = sorted(set().union(*settings)) if settings else []
-    return [k for k in keys if len({_canonical(s[k]) if k in s else None for s in settings}) > 1]
+    return [k for k in keys if len({canonical(s[k]) if k in s else None for s in settings}) > 1]
 
 
 def _override_settings(runs: list[Path]) -> list[dict[str, str]] | None:
@@ -155,7 +158,7 @@ def compared_settings(runs: list[Path]) -> tuple[list[dict[str, str]], list[str]
         if settings is not None and all(s is not None for s in settings):
             keys = differing_keys(settings)
             if keys:
-                return [{k: _canonical(s[k]) for k in keys if k in s} for s in settings], keys
+                return [{k: canonical(s[k]) for k in keys if k in s} for s in settings], keys
     return [{} for _ in runs], []
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.analysis.metrics import read_metrics
-from cnnbench.analysis.zoo_rows import not_a_row, recipe_edited, run_overrides
+from cnnbench.analysis.zoo_rows import hydra_overrides, not_a_row, recipe_edited
 
 # The zalandoresearch/fashion-mnist README, section "Benchmark" (the table of submitted benchmarks), as shipped by
 # the Debian package dataset-fashion-mnist: /usr/share/doc/dataset-fashion-mnist/README.md.gz.
@@ -55,7 +55,7 @@ def run_command(run: Path) -> str | None:
     results = json.loads((run / "results.json").read_text())
     if (results.get("zoo") or {}).get("command"):
         return str(results["zoo"]["command"])
-    overrides = run_overrides(run)
+    overrides = hydra_overrides(run)
     if overrides is None:
         return results.get("command")
     return " ".join(["cnnbench train", *(_quote(o) for o in overrides)])
@@ -70,7 +70,7 @@ def run_recipe(run: Path) -> str | None:
     results = json.loads((run / "results.json").read_text())
     if (results.get("zoo") or {}).get("recipe"):
         return str(results["zoo"]["recipe"])
-    for o in run_overrides(run) or []:
+    for o in hydra_overrides(run) or []:
         key, _, value = o.lstrip("+").partition("=")
         if key == "experiment" and value.startswith(RECIPE_PREFIX):
             return value
@@ -311,7 +311,8 @@ def _filter_rows(runs: list[Path]) -> list[dict[str, Any]]:
     """The rows of the runs that ran a recipe as written (the others are named and left out)."""
     kept = []
     for run in runs:
-        changed, edited = not_a_row(run), recipe_edited(run, run_recipe(run))
+        changed = not_a_row(run)
+        edited = [] if changed else recipe_edited(run, run_recipe(run))
         if changed or edited:
             why = f"it changes the row ({' '.join(changed)})" if changed else \
                 f"its recipe file has changed since it ran ({'; '.join(edited)})"

@@ -3,7 +3,8 @@ run-control overrides; a smoke run, a trial or a run of a recipe file edited sin
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+
+from cnnbench.analysis.runs import canonical, flat_config, flatten
 
 # the overrides a row's run may have: which recipe and seed, where the run lives and how it resumes, VGG-16's start
 # from net A (§3.1), and settings that change where the run logs or reads, not what it trains; any other override
@@ -18,8 +19,9 @@ def _is_row_key(key: str) -> bool:
     return key in ROW_KEYS or key.startswith(ROW_PREFIXES)
 
 
-def run_overrides(run: Path) -> list[str] | None:
-    """The run's command-line overrides (Hydra's .hydra/overrides.yaml), or None for an artifact."""
+def hydra_overrides(run: Path) -> list[str] | None:
+    """The run's command-line overrides as typed, all of them, in order (Hydra's .hydra/overrides.yaml), or None for
+    an artifact (analysis.runs.run_overrides leaves out those that do not tell a sweep's arms apart)."""
     path = run / ".hydra" / "overrides.yaml"
     if not path.is_file():
         return None
@@ -30,35 +32,27 @@ def run_overrides(run: Path) -> list[str] | None:
 
 def not_a_row(run: Path) -> list[str]:
     """The run's overrides that keep it out of the table (a smoke run on a subset, a shortened run, a trial)."""
-    return [o for o in run_overrides(run) or [] if not _is_row_key(o.lstrip("+~").partition("=")[0])]
-
-
-def _leaves(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    if isinstance(node, dict):
-        return [leaf for k, v in node.items() for leaf in _leaves(v, f"{prefix}{k}.")]
-    return [(prefix[:-1], node)]
+    return [o for o in hydra_overrides(run) or [] if not _is_row_key(o.lstrip("+~").partition("=")[0])]
 
 
 def recipe_edited(run: Path, recipe: str | None) -> list[str]:
     """The values the recipe file (`experiment/<recipe>.yaml`, as Hydra finds it now) sets that differ from the
     run's composed config (.hydra/config.yaml): a run of a recipe edited since — say 11 epochs where the file now
     has 10 — is not the row as written. Values the file takes from the groups it composes are not compared."""
-    config = run / ".hydra" / "config.yaml"
     from cnnbench.config_paths import find_config
 
     path = find_config("experiment", recipe) if recipe else None
-    if path is None or not config.is_file():
+    ran = flat_config(run) if path is not None else None
+    if ran is None:
         return []
     from omegaconf import OmegaConf
 
-    ran = OmegaConf.load(config)
     written = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     edited = []
-    for key, value in _leaves({k: v for k, v in written.items() if k != "defaults"}):
-        if _is_row_key(key) or (isinstance(value, str) and "${" in value):
+    for key, value in flatten({k: v for k, v in written.items() if k != "defaults"}).items():
+        if _is_row_key(key) or "${" in value:
             continue
-        then = OmegaConf.select(ran, key, default="<missing>", throw_on_resolution_failure=False)
-        then = OmegaConf.to_container(then) if OmegaConf.is_config(then) else then
-        if then != value:
+        then = ran.get(key, "<missing>")
+        if canonical(then) != canonical(value):
             edited.append(f"{key}: {then} in the run, {value} in the file")
     return edited
