@@ -24,7 +24,7 @@ from torch import nn
 
 from cnnbench.errors import ConfigError
 from cnnbench.models.layers import ConvBNAct, he_init
-from cnnbench.models.scaling import resolve_scaling, round_filters
+from cnnbench.models.scaling import round_filters, width_mult_option
 
 # BN ε of the TF reference implementations (TF-slim Inception-v3 / v4).
 INCEPTION_BN_EPS = 1e-3
@@ -38,20 +38,9 @@ def round_width(channels: int, width_mult: float = 1.0, divisor: int = 8) -> int
 
 
 def parse_scaling(scaling: Mapping[str, Any] | None) -> float:
-    """The width multiplier held by a model's `scaling` option (None → 1.0), read by the one scaling
-    parser (`resolve_scaling`). Only `width_mult` is meaningful for the Inception family; other keys are
-    refused rather than silently ignored."""
-    if scaling is None:
-        return 1.0
-    if not isinstance(scaling, Mapping):
-        raise ConfigError(f"scaling must be a mapping such as {{width_mult: 0.5}} or null, got {scaling!r}")
-    extra = sorted(set(scaling) - {"width_mult"})
-    if extra:
-        raise ConfigError(
-            f"unsupported scaling key(s) {', '.join(map(str, extra))} for the Inception family; "
-            "only width_mult is supported"
-        )
-    return resolve_scaling(scaling).width_mult
+    """The width multiplier held by a model's `scaling` option (None → 1.0). Only `width_mult` is meaningful
+    for the Inception family; other keys are refused rather than silently ignored."""
+    return width_mult_option(scaling, "the Inception family")
 
 
 # ----------------------------------------------------------------------------- block vocabulary

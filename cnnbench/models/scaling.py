@@ -130,6 +130,21 @@ def round_filters(channels: int, width_mult: float, divisor: int = 8) -> int:
     return int(rounded)
 
 
+def width_mult_option(scaling: Mapping[str, Any] | None, family: str) -> float:
+    """The width multiplier of a family that scales widths only (None → 1.0), read by `resolve_scaling`;
+    any other key is refused rather than silently ignored. `family` names it in the error."""
+    if scaling is None:
+        return 1.0
+    if not isinstance(scaling, Mapping):
+        raise ConfigError(f"scaling must be a mapping such as {{width_mult: 0.5}} or null, got {scaling!r}")
+    extra = sorted(set(scaling) - {"width_mult"})
+    if extra:
+        raise ConfigError(
+            f"unsupported scaling key(s) {', '.join(map(str, extra))} for {family}; only width_mult is supported"
+        )
+    return resolve_scaling(scaling).width_mult
+
+
 def round_repeats(repeats: int, depth_mult: float) -> int:
     """`repeats · depth_mult` rounded up. A product within 1e-9 of an integer counts as that integer,
     so float noise (1.1 · 10 = 11.000000000000002) does not add a layer."""

@@ -10,17 +10,24 @@ first conv (§2.1: size 5, α = 1e-4, β = 0.75, k = 2). Configuration C has 1×
 dropped, BN's β takes its role). An adaptive average pool to 7×7 in front of the classifier is the
 identity at 224² and keeps smaller inputs working. `to_fully_convolutional()` gives the §3.2
 dense-evaluation network: FC1 becomes a 7×7 conv, FC2 and FC3 become 1×1 convs.
+
+`scaling: {width_mult: w}` is not in the paper either (a reduction for small-scale runs): every width of
+Table 1 — each conv's filters and the two FC-4096 layers — times w, rounded to a multiple of 8 (`round_filters`);
+w = 0.5 halves them all, a quarter of the multiply-adds of the convs and the FC layers after the first.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
 from cnnbench.errors import ConfigError
 from cnnbench.models.registry import ModelInfo, register_model
+from cnnbench.models.scaling import round_filters, width_mult_option
 
 # Table 1, one column per configuration; each inner tuple is one conv stack, the stacks are
 # separated by "maxpool". "convK-C" = K×K conv with C output channels; "LRN" = local response norm.
@@ -102,7 +109,13 @@ def parse_layer(spec: str) -> tuple[int, int]:
     return int(kind[len("conv") :]), int(channels)
 
 
-def make_features(config: str, in_chans: int = 3, batch_norm: bool = False) -> nn.Sequential:
+def scaled_width(channels: int, width_mult: float = 1.0) -> int:
+    """A Table-1 width (conv filters or FC-4096) times `width_mult`, rounded to a multiple of 8; the paper's own
+    at 1 (all of Table 1's widths are multiples of 8 already)."""
+    return channels if width_mult == 1.0 else round_filters(channels, width_mult)
+
+
+def make_features(config: str, in_chans: int = 3, batch_norm: bool = False, width_mult: float = 1.0) -> nn.Sequential:
     """The conv part of a Table-1 column: each stack, then a 2×2/2 max-pool."""
     layers: list[nn.Module] = []
     in_ch = in_chans
@@ -114,6 +127,7 @@ def make_features(config: str, in_chans: int = 3, batch_norm: bool = False) -> n
                 )
                 continue
             k, out_ch = parse_layer(spec)
+            out_ch = scaled_width(out_ch, width_mult)
             layers.append(nn.Conv2d(in_ch, out_ch, k, stride=1, padding=k // 2, bias=not batch_norm))
             if batch_norm:
                 layers.append(nn.BatchNorm2d(out_ch))
@@ -134,22 +148,24 @@ class VGG(nn.Module):
         batch_norm: bool = False,
         dropout: float = DROPOUT,
         init: str = "glorot",
+        width_mult: float = 1.0,
     ) -> None:
         super().__init__()
         if config not in VGG_TABLE1:
             raise ConfigError(f"config must be one of {', '.join(VGG_TABLE1)}, got {config!r}")
         self.config = config
-        self.features = make_features(config, in_chans, batch_norm)
-        out_ch = parse_layer(VGG_TABLE1[config][-1][-1])[1]
+        self.features = make_features(config, in_chans, batch_norm, width_mult)
+        out_ch = scaled_width(parse_layer(VGG_TABLE1[config][-1][-1])[1], width_mult)
+        fc_width = scaled_width(FC_WIDTH, width_mult)
         self.pool = nn.AdaptiveAvgPool2d(FC_INPUT_SIZE)
         self.classifier = nn.Sequential(
-            nn.Linear(out_ch * FC_INPUT_SIZE**2, FC_WIDTH),
+            nn.Linear(out_ch * FC_INPUT_SIZE**2, fc_width),
             nn.ReLU(inplace=True),
             nn.Dropout(dropout),
-            nn.Linear(FC_WIDTH, FC_WIDTH),
+            nn.Linear(fc_width, fc_width),
             nn.ReLU(inplace=True),
             nn.Dropout(dropout),
-            nn.Linear(FC_WIDTH, num_classes),
+            nn.Linear(fc_width, num_classes),
         )
         vgg_init(self, init)
 
@@ -288,8 +304,10 @@ def _register(name: str) -> None:
         batch_norm: bool = bn_default,
         dropout: float = DROPOUT,
         init: str = "glorot",
+        scaling: Mapping[str, Any] | None = None,
     ) -> VGG:
-        return VGG(config, num_classes, in_chans, batch_norm=batch_norm, dropout=dropout, init=init)
+        return VGG(config, num_classes, in_chans, batch_norm=batch_norm, dropout=dropout, init=init,
+                   width_mult=width_mult_option(scaling, "VGG"))
 
 
 for _name in VGG_MODELS:

@@ -208,10 +208,39 @@ def test_yaml_exists_and_keys_accepted(name):
     cfg = yaml.safe_load((CONF / f"{name}.yaml").read_text())
     assert cfg["name"] == name and cfg["compile"] is False
     kwargs = {k: v for k, v in cfg.items() if k not in ("name", "compile")}
+    scaling = kwargs.pop("scaling")
+    assert scaling == {"width_mult": None}  # the paper's widths
     assert (
-        kwargs == {"batch_norm": False, "dropout": 0.5, "init": "glorot"} == model_info(name).default_kwargs
+        kwargs == {"batch_norm": False, "dropout": 0.5, "init": "glorot"}
+        == {k: v for k, v in model_info(name).default_kwargs.items() if k != "scaling"}
     )
+    kwargs["scaling"] = scaling
     assert count_params(meta(name, **kwargs)) == PARAMS[name]
+
+
+def test_half_width_halves_every_table1_width():
+    """`scaling: {width_mult: 0.5}` (not in the paper): configuration A with 32…256 filters and FC-2048, counted
+    here from the halved widths themselves."""
+    m = meta("vgg11", scaling={"width_mult": 0.5})
+    widths = [32, 64, 128, 128, 256, 256, 256, 256]
+    assert [c.out_channels for c in convs(m)] == widths
+    conv_params = sum(9 * c_in * c_out + c_out for c_in, c_out in zip([3, *widths[:-1]], widths, strict=True))
+    fc_params = (256 * 49 * 2048 + 2048) + (2048 * 2048 + 2048) + (2048 * 1000 + 1000)
+    assert count_params(m) == conv_params + fc_params
+    sides = [224, 112, 56, 56, 28, 28, 14, 14]  # each conv's map at 224²: one 2×2/2 pool after each stack
+    conv_macs = sum(9 * c_in * c_out * side**2
+                    for c_in, c_out, side in zip([3, *widths[:-1]], widths, sides, strict=True))
+    assert count_macs(m, 224) == conv_macs + fc_params - 2048 - 2048 - 1000  # an FC's MACs: its weights
+    assert count_macs(m, 224) == pytest.approx(MACS["vgg11"] / 4, rel=0.02)  # about w² of the paper's
+    assert count_params(meta("vgg16", scaling={"width_mult": 1.0})) == PARAMS["vgg16"]
+
+
+def test_half_width_trains_and_refuses_other_scaling_keys():
+    m = create_model("vgg11", num_classes=10, in_chans=1, scaling={"width_mult": 0.25})
+    m(torch.randn(2, 1, 32, 32)).sum().backward()
+    assert m.classifier[0].out_features == 1024
+    with pytest.raises(ValueError, match="depth_mult for VGG; only width_mult"):
+        meta("vgg11", scaling={"depth_mult": 2.0})
 
 
 def test_unknown_option_rejected():
