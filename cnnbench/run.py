@@ -63,8 +63,11 @@ def checkpoint_paths(value: Any) -> list[str]:
     return [absolute(str(p)) for p in items]
 
 
-def find_runs(pattern: str) -> list[Path]:
-    """Run directories matched by `pattern` (a glob; `**` allowed), or found below matched folders."""
+def find_runs(pattern: str, cwd: Path | None = None) -> list[Path]:
+    """Run directories matched by `pattern` (a glob; `**` allowed; a relative one from `cwd` when given), or found
+    below matched folders."""
+    if cwd is not None and not Path(pattern).is_absolute():
+        pattern = str(cwd / pattern)
     found: set[Path] = set()
     for match in glob.glob(pattern, recursive=True):
         p = Path(match)
@@ -78,8 +81,7 @@ def find_runs(pattern: str) -> list[Path]:
 
 def finished_runs(patterns: list[str], cwd: Path) -> list[Path]:
     """The run dirs holding results.json under each glob (relative ones from `cwd`), in the order given, each once."""
-    found = [r for p in patterns for r in find_runs(p if Path(p).is_absolute() else str(cwd / p))
-             if (r / "results.json").is_file()]
+    found = [r for p in patterns for r in find_runs(p, cwd) if (r / "results.json").is_file()]
     return list(dict.fromkeys(found))
 
 

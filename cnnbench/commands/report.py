@@ -115,8 +115,7 @@ def report(cfg: DictConfig, run_dir=None) -> dict[str, Any]:
     if pattern in (None, ""):  # cfg.get gives None for a missing (???) value
         raise UserError("runs is required: cnnbench report runs='multirun/train/2026-01-01/*' (a glob)")
     pattern = str(pattern)
-    absolute_pattern = pattern if Path(pattern).is_absolute() else str(original_cwd() / pattern)
-    runs = find_runs(absolute_pattern)
+    runs = find_runs(pattern, original_cwd())
     run_dir = resolve_run_dir(run_dir)
     runs = [r for r in runs if r != run_dir.resolve()]
     if not runs:
