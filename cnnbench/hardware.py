@@ -221,6 +221,25 @@ def describe(cfg: DictConfig) -> dict[str, Any]:
             "channels_last": bool(cfg.hardware.get("channels_last", False))}
 
 
+def depthwise_bf16_note(info: dict[str, Any], model: Any, name: str) -> str | None:
+    """One line when the run trains in bf16 on a CPU with AVX512-BF16 but no AMX and `model` has depthwise
+    convolutions: their backward pass is the slow path there (EfficientNet-B0's step 2.3× slower than in fp32,
+    docs/performance.md, "Training in bf16 on a CPU with AVX512-BF16 but no AMX"). None otherwise."""
+    if info["accelerator"] != "cpu" or not info["precision"].startswith("bf16"):
+        return None
+    if "avx512_bf16" not in cpu_flags() or "amx_bf16" in cpu_flags():
+        return None
+    from torch import nn
+
+    depthwise = sum(1 for m in model.modules()
+                    if isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels == m.out_channels)
+    if not depthwise:
+        return None
+    return (f"cnnbench: note: {name} has {depthwise} depthwise convolutions, whose backward pass is slow in "
+            f"{info['precision']} on this CPU (AVX512-BF16, no AMX): EfficientNet-B0 trained 2.3× faster with "
+            "trainer.precision=32-true (docs/performance.md)")
+
+
 def start_line(info: dict[str, Any]) -> str:
     nodes = f" × {info['num_nodes']} nodes" if info["num_nodes"] > 1 else ""
     return (f"cnnbench: hardware={info['hardware']} → {info['devices']} {info['accelerator'].upper()} "
@@ -228,6 +247,5 @@ def start_line(info: dict[str, Any]) -> str:
             f"({info['precision_reason']}), strategy {info['strategy']}")
 
 
-__all__ = ["check_devices", "chosen_precision", "cpu_precision", "describe", "machine_record", "num_devices",
-           "register_resolvers",
-           "start_line"]
+__all__ = ["check_devices", "chosen_precision", "cpu_precision", "depthwise_bf16_note", "describe", "machine_record",
+           "num_devices", "register_resolvers", "start_line"]

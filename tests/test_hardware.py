@@ -56,6 +56,25 @@ def test_auto_without_gpu_keeps_memory_unpinned_and_precision_by_cpu(gpus, cpu):
     assert compose_cfg("train", ["hardware=cpu"]).trainer.precision == "bf16-mixed"
 
 
+def test_depthwise_network_in_bf16_on_a_cpu_without_amx_gets_a_note(cpu):
+    """EfficientNet's depthwise convolutions train 2.3× slower in bf16 on an AVX512-BF16 CPU without AMX
+    (docs/performance.md): the run says so; networks without them, other CPUs, fp32 and GPUs get no line."""
+    from cnnbench.models import create_model
+
+    with torch.device("meta"):
+        effnet, resnet = create_model("efficientnet_b0", num_classes=10), create_model("resnet20")
+    on_cpu = {"accelerator": "cpu", "precision": "bf16-mixed"}
+    cpu("avx2", "avx512f", "avx512_bf16")
+    note = hardware.depthwise_bf16_note(on_cpu, effnet, "efficientnet_b0")
+    assert note.startswith("cnnbench: note: efficientnet_b0 has 16 depthwise convolutions")  # one per MBConv block
+    assert "trainer.precision=32-true" in note and "docs/performance.md" in note
+    assert hardware.depthwise_bf16_note(on_cpu, resnet, "resnet20") is None
+    assert hardware.depthwise_bf16_note({**on_cpu, "precision": "32-true"}, effnet, "efficientnet_b0") is None
+    assert hardware.depthwise_bf16_note({**on_cpu, "accelerator": "gpu"}, effnet, "efficientnet_b0") is None
+    cpu("avx512_bf16", "amx_bf16", "amx_tile")
+    assert hardware.depthwise_bf16_note(on_cpu, effnet, "efficientnet_b0") is None
+
+
 def test_command_line_precision_overrides_the_choice(gpus, cpu):
     gpus(2)
     cpu("avx512_bf16")

@@ -10,7 +10,7 @@ import lightning as L
 from omegaconf import DictConfig
 
 from cnnbench.checkpoint import check_compatible, load_checkpoint, record_of, resume_checkpoint
-from cnnbench.hardware import check_devices, describe, machine_record, start_line
+from cnnbench.hardware import check_devices, depthwise_bf16_note, describe, machine_record, start_line
 from cnnbench.run import (
     build_datamodule,
     build_module,
@@ -55,6 +55,10 @@ def _train(cfg: DictConfig, run_dir: Path, start: float, callbacks: list | None)
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     dm = build_datamodule(cfg)
     module = build_module(cfg, dm)
+    if note := depthwise_bf16_note(hardware, module.model, str(cfg.model.name)):
+        hardware["note"] = note                                # results.json keeps it
+        if is_rank_zero():
+            print(note, flush=True)
     ckpt_path = _prepare(cfg, run_dir, dm, module)             # 2. init_from, resume point, run-dir checks
     has_val = dm.val_split is not None and len(dm.val_split) > 0
     trainer = build_trainer(cfg, run_dir, callbacks=list(callbacks or []), has_val=has_val)  # 3. the trainer
