@@ -24,19 +24,13 @@ from torch import nn
 
 from cnnbench.errors import ConfigError
 from cnnbench.models.layers import ConvBNAct, he_init
-from cnnbench.models.scaling import round_filters, width_mult_option
+from cnnbench.models.scaling import round_width, width_mult_option
 
 # BN ε of the TF reference implementations (TF-slim Inception-v3 / v4).
 INCEPTION_BN_EPS = 1e-3
 
 
 # ----------------------------------------------------------------------------- width scaling
-def round_width(channels: int, width_mult: float = 1.0, divisor: int = 8) -> int:
-    """`round_filters` (multiples of `divisor`, never losing more than 10 %), except that `width_mult == 1`
-    keeps the paper's channel counts as they are (some are not multiples of 8)."""
-    return channels if width_mult == 1.0 else round_filters(channels, width_mult, divisor)
-
-
 def parse_scaling(scaling: Mapping[str, Any] | None) -> float:
     """The width multiplier held by a model's `scaling` option (None → 1.0). Only `width_mult` is meaningful
     for the Inception family; other keys are refused rather than silently ignored."""

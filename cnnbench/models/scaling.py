@@ -130,6 +130,12 @@ def round_filters(channels: int, width_mult: float, divisor: int = 8) -> int:
     return int(rounded)
 
 
+def round_width(channels: int, width_mult: float = 1.0, divisor: int = 8) -> int:
+    """`round_filters` (multiples of `divisor`, never losing more than 10 %), except that `width_mult == 1`
+    keeps the paper's channel counts as they are (some are not multiples of 8)."""
+    return channels if width_mult == 1.0 else round_filters(channels, width_mult, divisor)
+
+
 def width_mult_option(scaling: Mapping[str, Any] | None, family: str) -> float:
     """The width multiplier of a family that scales widths only (None → 1.0), read by `resolve_scaling`;
     any other key is refused rather than silently ignored. `family` names it in the error."""

@@ -12,7 +12,7 @@ identity at 224² and keeps smaller inputs working. `to_fully_convolutional()` g
 dense-evaluation network: FC1 becomes a 7×7 conv, FC2 and FC3 become 1×1 convs.
 
 `scaling: {width_mult: w}` is not in the paper either (a reduction for small-scale runs): every width of
-Table 1 — each conv's filters and the two FC-4096 layers — times w, rounded to a multiple of 8 (`round_filters`);
+Table 1 — each conv's filters and the two FC-4096 layers — times w, rounded to a multiple of 8 (`round_width`);
 w = 0.5 halves them all, a quarter of the multiply-adds of the convs and the FC layers after the first.
 """
 
@@ -27,7 +27,7 @@ from torch import nn
 
 from cnnbench.errors import ConfigError
 from cnnbench.models.registry import ModelInfo, register_model
-from cnnbench.models.scaling import round_filters, width_mult_option
+from cnnbench.models.scaling import round_width, width_mult_option
 
 # Table 1, one column per configuration; each inner tuple is one conv stack, the stacks are
 # separated by "maxpool". "convK-C" = K×K conv with C output channels; "LRN" = local response norm.
@@ -109,12 +109,6 @@ def parse_layer(spec: str) -> tuple[int, int]:
     return int(kind[len("conv") :]), int(channels)
 
 
-def scaled_width(channels: int, width_mult: float = 1.0) -> int:
-    """A Table-1 width (conv filters or FC-4096) times `width_mult`, rounded to a multiple of 8; the paper's own
-    at 1 (all of Table 1's widths are multiples of 8 already)."""
-    return channels if width_mult == 1.0 else round_filters(channels, width_mult)
-
-
 def make_features(config: str, in_chans: int = 3, batch_norm: bool = False, width_mult: float = 1.0) -> nn.Sequential:
     """The conv part of a Table-1 column: each stack, then a 2×2/2 max-pool."""
     layers: list[nn.Module] = []
@@ -127,7 +121,7 @@ def make_features(config: str, in_chans: int = 3, batch_norm: bool = False, widt
                 )
                 continue
             k, out_ch = parse_layer(spec)
-            out_ch = scaled_width(out_ch, width_mult)
+            out_ch = round_width(out_ch, width_mult)
             layers.append(nn.Conv2d(in_ch, out_ch, k, stride=1, padding=k // 2, bias=not batch_norm))
             if batch_norm:
                 layers.append(nn.BatchNorm2d(out_ch))
@@ -155,8 +149,8 @@ class VGG(nn.Module):
             raise ConfigError(f"config must be one of {', '.join(VGG_TABLE1)}, got {config!r}")
         self.config = config
         self.features = make_features(config, in_chans, batch_norm, width_mult)
-        out_ch = scaled_width(parse_layer(VGG_TABLE1[config][-1][-1])[1], width_mult)
-        fc_width = scaled_width(FC_WIDTH, width_mult)
+        out_ch = round_width(parse_layer(VGG_TABLE1[config][-1][-1])[1], width_mult)
+        fc_width = round_width(FC_WIDTH, width_mult)
         self.pool = nn.AdaptiveAvgPool2d(FC_INPUT_SIZE)
         self.classifier = nn.Sequential(
             nn.Linear(out_ch * FC_INPUT_SIZE**2, fc_width),
