@@ -9,6 +9,10 @@
   `state_dict` on the DataLoader only, while cnnbench keeps the epoch position in the data module's state (saved in
   every checkpoint) and its sampler skips exactly the batches already trained on (cnnbench.data.datamodule), so
   a mid-epoch resume trains on the same samples as an uninterrupted run.
+- The best-checkpoint callback's warning that its `val/…` metric is missing, which Lightning gives at the end of
+  an epoch that no validation closed (`trainer.max_steps` ending the run inside its first epoch): the run then has no best
+  checkpoint, its summary says "best val acc1 n/a" and the test uses the last weights. Once a validation has run,
+  Lightning raises on a missing key instead, so a `checkpoint.monitor` that names no logged metric still fails.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ IGNORED_WARNINGS = (
     r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",  # lightning.pytorch.utilities._pytree on torch ≥ 2.10
     r"The number of training batches \(\d+\) is smaller than the logging interval.*",
     r"You're resuming from a checkpoint that ended before the epoch ended and your dataloader is not resumable.*",
+    r"`ModelCheckpoint\(monitor='val/[\w/]+'\)` could not find the monitored key.*",
 )
 DROPPED_LOG_PREFIXES = ("💡 Tip:",)
 

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import math
 import resource
 import sys
 import time
@@ -185,8 +186,7 @@ class LineProgress(ProgressBar):
         step, total = int(trainer.global_step), trainer.estimated_stepping_batches
         elapsed = now - self._t0
         done = step - self._step0
-        epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else "?"
-        parts = [f"epoch {trainer.current_epoch + 1}/{epochs}"]
+        parts = [f"epoch {trainer.current_epoch + 1}/{planned_epochs(trainer)}"]
         if isinstance(total, (int, float)) and total not in (0, float("inf")):
             parts.append(f"step {step}/{int(total)} ({100 * step / total:.0f}%)")
             if done > 0:
@@ -200,6 +200,19 @@ class LineProgress(ProgressBar):
             parts.append(f"{float(metrics['speed/train_images_per_s']):.0f} img/s")
         parts.append(f"elapsed {duration(elapsed)}")
         return "train: " + " · ".join(parts)
+
+
+def planned_epochs(trainer) -> int | str:
+    """The epochs this run will enter: `max_epochs`, or fewer where `max_steps` ends it first ("?" when neither
+    bounds it)."""
+    epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
+    max_steps = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
+    per_epoch = getattr(trainer, "num_training_batches", None)
+    if max_steps and isinstance(per_epoch, int) and per_epoch > 0:
+        accumulate = max(1, int(getattr(trainer, "accumulate_grad_batches", 1) or 1))
+        by_steps = math.ceil(max_steps / math.ceil(per_epoch / accumulate))
+        epochs = min(epochs, by_steps) if epochs else by_steps
+    return epochs if epochs else "?"
 
 
 def progress_callback(every_s: float = 30.0, stream=None) -> ProgressBar:

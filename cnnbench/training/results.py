@@ -63,4 +63,4 @@ def report_line(results: dict[str, Any]) -> str:
     r = results
     val = f"{r['val/acc1']:.4f}" if r["val/acc1"] is not None else "n/a"
     return (f"cnnbench: {r['model']} on {r['data']} — test acc1 {r['test/acc1']:.4f}, acc5 {r['test/acc5']:.4f}, "
-            f"best val acc1 {val}, {r['epochs']} epochs in {r['wall_s']:.0f} s → {r['run_dir']}")
+            f"best val acc1 {val}, {r['epochs']} epoch{'' if r['epochs'] == 1 else 's'} in {r['wall_s']:.0f} s → {r['run_dir']}")

@@ -104,6 +104,26 @@ def test_progress_under_a_pipe_is_a_periodic_line():
     assert isinstance(progress_callback(stream=Terminal()), TQDMProgressBar)
 
 
+@pytest.mark.parametrize(("max_epochs", "max_steps", "accumulate", "expected"), [
+    (3, -1, 1, 3),  # no step bound
+    (3, 2, 1, 1),  # ends inside the first of its 10-batch epochs
+    (3, 10, 1, 1),
+    (3, 11, 1, 2),
+    (3, 11, 2, 3),  # 5 optimizer steps an epoch
+    (3, 500, 1, 3),  # max_epochs ends it first
+    (-1, 25, 1, 3),  # only steps bound it
+    (-1, -1, 1, "?"),
+])
+def test_progress_counts_the_epochs_the_run_enters(max_epochs, max_steps, accumulate, expected):
+    from types import SimpleNamespace
+
+    from cnnbench.training.monitors import planned_epochs
+
+    trainer = SimpleNamespace(max_epochs=max_epochs, max_steps=max_steps, num_training_batches=10,
+                              accumulate_grad_batches=accumulate)
+    assert planned_epochs(trainer) == expected
+
+
 @pytest.mark.slow
 def test_line_progress_writes_lines_not_carriage_returns(tmp_path):
     from cnnbench import run as run_module
