@@ -3,7 +3,9 @@
 - Precision: `${cnnbench_precision:auto}` in conf/hardware/auto.yaml resolves to bf16-mixed on a GPU; on a CPU
   with AVX512-BF16 or AMX to bf16-mixed (the main job's step ran 1.44× faster in bf16 there,
   docs/performance.md); on other CPUs (AVX2 only, where bf16 matmul is emulated and ~100× slower than fp32) to
-  32-true. `trainer.precision=…` on the command line replaces the interpolation, so it always wins.
+  32-true. `trainer.precision=…` on the command line replaces the interpolation, so it always wins. One
+  exception, decided by `train` once the network is built: on a CPU with AVX512-BF16 but no AMX a network with
+  depthwise convolutions (EfficientNet) trains in fp32, 2.3× faster there (`fit_precision_to_model`).
 - Pinned memory: `${cnnbench_pin_memory:}` is true when a GPU is visible (asynchronous host→GPU copies).
 - `check_devices(cfg)`: `trainer.devices=8` on a machine with fewer GPUs, or `hardware=gpu|ddp` with none, is
   one line naming what is visible and the alternative — before any data is loaded (Lightning would otherwise
@@ -221,19 +223,40 @@ def describe(cfg: DictConfig) -> dict[str, Any]:
             "channels_last": bool(cfg.hardware.get("channels_last", False))}
 
 
-def depthwise_bf16_note(info: dict[str, Any], model: Any, name: str) -> str | None:
-    """One line when the run trains in bf16 on a CPU with AVX512-BF16 but no AMX and `model` has depthwise
-    convolutions: their backward pass is the slow path there (EfficientNet-B0's step 2.3× slower than in fp32,
-    docs/performance.md, "Training in bf16 on a CPU with AVX512-BF16 but no AMX"). None otherwise."""
+def depthwise_convolutions(model: Any) -> int:
+    """How many convolutions of `model` are depthwise (one group per channel: EfficientNet's MBConv, §3)."""
+    from torch import nn
+
+    return sum(1 for m in model.modules()
+               if isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels == m.out_channels)
+
+
+def precision_is_auto(cfg: DictConfig) -> bool:
+    """Whether `trainer.precision` is hardware=auto|cpu's choice (the `${cnnbench_precision:…}` interpolation),
+    not a value the user or a recipe set."""
+    raw = OmegaConf.to_container(cfg.trainer, resolve=False).get("precision")  # type: ignore[union-attr]
+    return isinstance(raw, str) and raw.startswith("${cnnbench_precision:")
+
+
+def fit_precision_to_model(cfg: DictConfig, info: dict[str, Any], model: Any, name: str) -> str | None:
+    """On a CPU with AVX512-BF16 but no AMX, the backward pass of depthwise convolutions is the slow path of
+    bf16 (EfficientNet-B0's training step 2.3× slower than in fp32; docs/performance.md, "Training in bf16 on a
+    CPU with AVX512-BF16 but no AMX"). A network with them trains in fp32 there when the precision is the
+    hardware group's choice: `cfg.trainer.precision` and `info` are updated and None is returned. A bf16 the
+    user set stays, and the returned line says what fp32 would give. Elsewhere (GPUs, AMX, fp32, networks
+    without depthwise convolutions) nothing changes and None is returned."""
     if info["accelerator"] != "cpu" or not info["precision"].startswith("bf16"):
         return None
     if "avx512_bf16" not in cpu_flags() or "amx_bf16" in cpu_flags():
         return None
-    from torch import nn
-
-    depthwise = sum(1 for m in model.modules()
-                    if isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels == m.out_channels)
+    depthwise = depthwise_convolutions(model)
     if not depthwise:
+        return None
+    if precision_is_auto(cfg):
+        cfg.trainer.precision = "32-true"
+        info["precision"] = "32-true"
+        info["precision_reason"] = (f"{name} has {depthwise} depthwise convolutions, slow to train in bf16 on "
+                                    "this CPU: AVX512-BF16 without AMX, EfficientNet-B0 2.3× faster in fp32")
         return None
     return (f"cnnbench: note: {name} has {depthwise} depthwise convolutions, whose backward pass is slow in "
             f"{info['precision']} on this CPU (AVX512-BF16, no AMX): EfficientNet-B0 trained 2.3× faster with "
@@ -247,5 +270,6 @@ def start_line(info: dict[str, Any]) -> str:
             f"({info['precision_reason']}), strategy {info['strategy']}")
 
 
-__all__ = ["check_devices", "chosen_precision", "cpu_precision", "depthwise_bf16_note", "describe", "machine_record",
-           "num_devices", "register_resolvers", "start_line"]
+__all__ = ["check_devices", "chosen_precision", "cpu_precision", "depthwise_convolutions", "describe",
+           "fit_precision_to_model", "machine_record", "num_devices", "precision_is_auto", "register_resolvers",
+           "start_line"]

@@ -56,23 +56,51 @@ def test_auto_without_gpu_keeps_memory_unpinned_and_precision_by_cpu(gpus, cpu):
     assert compose_cfg("train", ["hardware=cpu"]).trainer.precision == "bf16-mixed"
 
 
-def test_depthwise_network_in_bf16_on_a_cpu_without_amx_gets_a_note(cpu):
+@pytest.mark.parametrize("group", ["auto", "cpu"])
+def test_depthwise_network_trains_in_fp32_on_a_cpu_with_avx512_bf16_without_amx(gpus, cpu, group):
     """EfficientNet's depthwise convolutions train 2.3× slower in bf16 on an AVX512-BF16 CPU without AMX
-    (docs/performance.md): the run says so; networks without them, other CPUs, fp32 and GPUs get no line."""
+    (docs/performance.md): the hardware group's choice becomes fp32 for it, with the reason in the start line;
+    networks without them, CPUs with AMX and GPUs keep bf16."""
     from cnnbench.models import create_model
 
     with torch.device("meta"):
         effnet, resnet = create_model("efficientnet_b0", num_classes=10), create_model("resnet20")
-    on_cpu = {"accelerator": "cpu", "precision": "bf16-mixed"}
+    gpus(0)
     cpu("avx2", "avx512f", "avx512_bf16")
-    note = hardware.depthwise_bf16_note(on_cpu, effnet, "efficientnet_b0")
-    assert note.startswith("cnnbench: note: efficientnet_b0 has 16 depthwise convolutions")  # one per MBConv block
+    cfg = compose_cfg("train", ["model=efficientnet_b0", f"hardware={group}"])
+    info = hardware.describe(cfg)
+    assert info["precision"] == "bf16-mixed" and hardware.precision_is_auto(cfg)
+    assert hardware.fit_precision_to_model(cfg, info, effnet, "efficientnet_b0") is None
+    assert cfg.trainer.precision == "32-true" and info["precision"] == "32-true"
+    line = hardware.start_line(info)
+    assert "precision 32-true (efficientnet_b0 has 16 depthwise convolutions" in line  # one per MBConv block
+    for network, flags in ((resnet, ("avx512f", "avx512_bf16")), (effnet, ("avx512_bf16", "amx_bf16", "amx_tile"))):
+        cpu(*flags)
+        cfg = compose_cfg("train", [f"hardware={group}"])
+        info = hardware.describe(cfg)
+        assert hardware.fit_precision_to_model(cfg, info, network, "n") is None
+        assert cfg.trainer.precision == info["precision"] == "bf16-mixed"
+
+
+def test_bf16_the_user_set_stays_with_a_note_for_a_depthwise_network(gpus, cpu):
+    from cnnbench.models import create_model
+
+    with torch.device("meta"):
+        effnet = create_model("efficientnet_b0", num_classes=10)
+    gpus(0)
+    cpu("avx2", "avx512f", "avx512_bf16")
+    cfg = compose_cfg("train", ["model=efficientnet_b0", "trainer.precision=bf16-mixed"])
+    info = hardware.describe(cfg)
+    assert not hardware.precision_is_auto(cfg)
+    note = hardware.fit_precision_to_model(cfg, info, effnet, "efficientnet_b0")
+    assert note.startswith("cnnbench: note: efficientnet_b0 has 16 depthwise convolutions")
     assert "trainer.precision=32-true" in note and "docs/performance.md" in note
-    assert hardware.depthwise_bf16_note(on_cpu, resnet, "resnet20") is None
-    assert hardware.depthwise_bf16_note({**on_cpu, "precision": "32-true"}, effnet, "efficientnet_b0") is None
-    assert hardware.depthwise_bf16_note({**on_cpu, "accelerator": "gpu"}, effnet, "efficientnet_b0") is None
-    cpu("avx512_bf16", "amx_bf16", "amx_tile")
-    assert hardware.depthwise_bf16_note(on_cpu, effnet, "efficientnet_b0") is None
+    assert cfg.trainer.precision == info["precision"] == "bf16-mixed"
+    gpus(1)  # on a GPU nothing changes and nothing is said
+    cfg = compose_cfg("train", ["model=efficientnet_b0"])
+    info = hardware.describe(cfg)
+    assert hardware.fit_precision_to_model(cfg, info, effnet, "efficientnet_b0") is None
+    assert cfg.trainer.precision == "bf16-mixed"
 
 
 def test_command_line_precision_overrides_the_choice(gpus, cpu):

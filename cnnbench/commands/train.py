@@ -10,7 +10,7 @@ import lightning as L
 from omegaconf import DictConfig
 
 from cnnbench.checkpoint import check_compatible, load_checkpoint, record_of, resume_checkpoint
-from cnnbench.hardware import check_devices, depthwise_bf16_note, describe, machine_record, start_line
+from cnnbench.hardware import check_devices, describe, fit_precision_to_model, machine_record, start_line
 from cnnbench.run import (
     build_datamodule,
     build_module,
@@ -48,16 +48,17 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None, callbacks: list | 
 
 def _train(cfg: DictConfig, run_dir: Path, start: float, callbacks: list | None) -> dict[str, Any]:
     check_devices(cfg)                                         # 0. a device request this machine can meet
-    hardware = describe(cfg)
-    if is_rank_zero():
-        print(start_line(hardware), flush=True)
     resolve_paths(cfg)                                         # 1. data and network
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     dm = build_datamodule(cfg)
     module = build_module(cfg, dm)
-    if note := depthwise_bf16_note(hardware, module.model, str(cfg.model.name)):
+    hardware = describe(cfg)                                   # the precision may depend on the network
+    note = fit_precision_to_model(cfg, hardware, module.model, str(cfg.model.name))
+    if note:
         hardware["note"] = note                                # results.json keeps it
-        if is_rank_zero():
+    if is_rank_zero():
+        print(start_line(hardware), flush=True)
+        if note:
             print(note, flush=True)
     ckpt_path = _prepare(cfg, run_dir, dm, module)             # 2. init_from, resume point, run-dir checks
     has_val = dm.val_split is not None and len(dm.val_split) > 0
