@@ -246,3 +246,19 @@ def test_zoo_row_of_one_seed_says_so_and_the_public_gap():
     assert cells["top1"] == "0.9400 (one seed: 42), 0.009 below public" and cells["public"] == "0.949"
     assert cells["wall"].startswith("30 min (last sitting)") and cells["params"] == "11.00 M"
     assert row_cells("zoo_resnet18", [])["top1"] == "not yet run"
+
+
+def test_zoo_row_of_several_seeds_gives_the_range_of_their_wall_times():
+    from cnnbench.analysis.zoo import row_cells, row_numbers
+
+    def run(seed: int, acc: float, wall_s: float) -> dict:
+        return {"recipe": "zoo_resnet20", "seed": seed, "test_acc1": acc, "epochs": 10, "wall_s": wall_s,
+                "resumed": False, "machine": "AMD EPYC", "command": "cnnbench train x",
+                "profile": {"params": 269_000, "macs": 3.1e7, "input_size": 28, "in_chans": 1}, "artifact": True}
+
+    runs = [run(43, 0.916, 25 * 60.0), run(42, 0.915, 16 * 60.0), run(44, 0.914, 21 * 60.0)]
+    cells = row_cells("zoo_resnet20", runs)
+    assert cells["wall"] == "16–25 min, AMD EPYC" and "(seeds 42, 43, 44)" in cells["top1"]
+    assert row_numbers("zoo_resnet20", runs)["wall_s"] == [1500.0, 960.0, 1260.0]  # the range's leaves
+    same = [run(42, 0.915, 21 * 60.0), run(43, 0.916, 21 * 60.0 + 10)]
+    assert row_cells("zoo_resnet20", same)["wall"] == "21 min each, AMD EPYC"

@@ -146,10 +146,13 @@ def _si(v: float | None) -> str:
 
 
 def _minutes(seconds: list[float]) -> str:
+    """One run's minutes; several runs' range ("16–25 min"), or "21 min each" where they round alike."""
     if not seconds:
         return "—"
-    mean = statistics.fmean(seconds) / 60
-    return f"{mean:.0f} min" + (" each" if len(seconds) > 1 else "")
+    low, high = f"{min(seconds) / 60:.0f}", f"{max(seconds) / 60:.0f}"
+    if len(seconds) == 1:
+        return f"{low} min"
+    return f"{low} min each" if low == high else f"{low}–{high} min"
 
 
 def row_cells(recipe: str, runs: list[dict[str, Any]], artifact_root: str = "zoo") -> dict[str, str]:
@@ -210,7 +213,8 @@ def row_numbers(recipe: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
             "distance_to_public": abs(statistics.fmean(accs) - public[1]) if public else None,  # as the table prints it
             "target": TARGET, "below_target": max(0.0, TARGET - statistics.fmean(accs)),
             "params": prof.get("params"), "macs": prof.get("macs"), "input_size": prof.get("input_size"),
-            "epochs": done[0].get("epochs"), "wall_s_mean": statistics.fmean(walls) if walls else None}
+            "epochs": done[0].get("epochs"), "wall_s": walls,
+            "wall_s_mean": statistics.fmean(walls) if walls else None}
 
 
 def table_numbers(recipes: list[str], rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
