@@ -10,9 +10,10 @@
   every checkpoint) and its sampler skips exactly the batches already trained on (cnnbench.data.datamodule), so
   a mid-epoch resume trains on the same samples as an uninterrupted run.
 - The best-checkpoint callback's warning that its `val/…` metric is missing, which Lightning gives at the end of
-  an epoch that no validation closed (`trainer.max_steps` ending the run inside its first epoch): the run then has no best
-  checkpoint, its summary says "best val acc1 n/a" and the test uses the last weights. Once a validation has run,
-  Lightning raises on a missing key instead, so a `checkpoint.monitor` that names no logged metric still fails.
+  an epoch that no validation closed (`trainer.max_steps` ending the run inside its first epoch): the run then
+  has no best checkpoint, its summary says "best val acc1 n/a" and the test uses the last weights. Once a
+  validation has run, Lightning raises on a missing key instead, so a `checkpoint.monitor` that names no logged
+  metric still fails.
 """
 from __future__ import annotations
 
