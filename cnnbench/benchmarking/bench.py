@@ -308,7 +308,23 @@ class Bench:
             "machine": machine_record(), "modes": {},
         }
 
+    def train_precision(self) -> None:
+        """The precision `train` would use for this network (cnnbench.hardware.fit_precision_to_model: fp32 for
+        depthwise convolutions on a CPU with AVX512-BF16 but no AMX, where the precision is hardware=auto's)."""
+        from cnnbench.hardware import fit_precision_to_model
+        from cnnbench.models import create_model
+        from cnnbench.training.module import model_kwargs
+
+        with torch.device("meta"):
+            net = create_model(self.cfg.model.name, num_classes=self.dm.num_classes, in_chans=self.dm.in_chans,
+                               **model_kwargs(OmegaConf.to_container(self.cfg.model, resolve=True)))
+        info = {"accelerator": self.device.type, "precision": self.precision}
+        fit_precision_to_model(self.cfg, info, net, str(self.cfg.model.name))
+        self.precision = info["precision"]
+
     def run(self, modes: list[str]) -> dict[str, Any]:
+        if "train" in modes:
+            self.train_precision()
         size = self.cfg.benchmark.get("matmul_size")
         self.peaks = {"fp32": matmul_peak(self.device, torch.float32, size),
                       "bf16": matmul_peak(self.device, torch.bfloat16, size)}

@@ -99,6 +99,29 @@ def test_benchmark_rejects_bad_values(tmp_path, override, valid):
         benchmark(compose_cfg("benchmark", TINY + [override]), run_dir=tmp_path)
 
 
+def test_benchmark_of_training_takes_trains_precision(monkeypatch):
+    """Timing the training step times what `train` would run: on a CPU with AVX512-BF16 but no AMX, an
+    EfficientNet in fp32 where the precision is hardware=auto's (cnnbench.hardware.fit_precision_to_model); a
+    precision set by hand, and inference alone, keep theirs."""
+    from cnnbench import hardware
+    from cnnbench.commands.benchmark import make_bench
+
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "avx512_bf16"}))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    auto = [o for o in TINY if not o.startswith("trainer.precision=")]  # hardware=cpu's own choice
+    base = auto + ["model=efficientnet_b0", "data.image_size=32"]
+    bench = make_bench(compose_cfg("benchmark", base), None)
+    assert bench.precision == "bf16-mixed"
+    bench.train_precision()
+    assert bench.precision == "32-true" and bench.cfg.trainer.precision == "32-true"
+    by_hand = make_bench(compose_cfg("benchmark", base + ["trainer.precision=bf16-mixed"]), None)
+    by_hand.train_precision()
+    assert by_hand.precision == "bf16-mixed"
+    resnet = make_bench(compose_cfg("benchmark", auto), None)
+    resnet.train_precision()
+    assert resnet.precision == "bf16-mixed"
+
+
 @pytest.mark.parametrize("model, size", [("resnet20", 8), ("googlenet", 64)])
 def test_plain_loop_and_module_compute_the_same_loss(model, size):
     """Same weights, same batch: the hand-written loop's loss equals ClassificationModule's (aux heads included)."""
