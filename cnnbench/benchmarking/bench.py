@@ -67,19 +67,25 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
-def flops_per_image(cfg: DictConfig, dm) -> float:
-    """2 × multiply-adds of one forward pass (cnnbench.profiling.count_macs, on the meta device if possible)."""
+def network(cfg: DictConfig, dm) -> torch.nn.Module:
+    """The run's network (cfg.model) for the data module's classes and channels, on the current default device."""
     from cnnbench.models import create_model
-    from cnnbench.profiling import count_macs
     from cnnbench.training.module import model_kwargs
 
-    kwargs = model_kwargs(OmegaConf.to_container(cfg.model, resolve=True))
+    return create_model(cfg.model.name, num_classes=dm.num_classes, in_chans=dm.in_chans,
+                        **model_kwargs(OmegaConf.to_container(cfg.model, resolve=True)))
+
+
+def flops_per_image(cfg: DictConfig, dm) -> float:
+    """2 × multiply-adds of one forward pass (cnnbench.profiling.count_macs, on the meta device if possible)."""
+    from cnnbench.profiling import count_macs
+
     try:
         with torch.device("meta"):
-            model = create_model(cfg.model.name, num_classes=dm.num_classes, in_chans=dm.in_chans, **kwargs)
+            model = network(cfg, dm)
         macs = count_macs(model, dm.image_size, in_chans=dm.in_chans)
     except (NotImplementedError, RuntimeError):
-        model = create_model(cfg.model.name, num_classes=dm.num_classes, in_chans=dm.in_chans, **kwargs)
+        model = network(cfg, dm)
         macs = count_macs(model, dm.image_size, in_chans=dm.in_chans)
     return 2.0 * macs
 
@@ -121,13 +127,11 @@ class Bench:
 
     def plain(self, train: bool) -> PlainLoop:
         """A separate copy of the network with the module's current weights, in the hand-written loop."""
-        from cnnbench.models import create_model
-        from cnnbench.training.module import Normalize, model_kwargs
+        from cnnbench.training.module import Normalize
         from cnnbench.training.optim import build_optimizer
 
         cfg, dm, module = self.cfg, self.dm, self.module
-        net = create_model(cfg.model.name, num_classes=dm.num_classes, in_chans=dm.in_chans,
-                           **model_kwargs(OmegaConf.to_container(cfg.model, resolve=True)))
+        net = network(cfg, dm)
         net.load_state_dict(unwrap(module.model).state_dict())
         if bool(cfg.model.get("compile", False)):
             net = torch.compile(net)
@@ -312,12 +316,9 @@ class Bench:
         """The precision `train` would use for this network (cnnbench.hardware.fit_precision_to_model: fp32 for
         depthwise convolutions on a CPU with AVX512-BF16 but no AMX, where the precision is hardware=auto's)."""
         from cnnbench.hardware import fit_precision_to_model
-        from cnnbench.models import create_model
-        from cnnbench.training.module import model_kwargs
 
         with torch.device("meta"):
-            net = create_model(self.cfg.model.name, num_classes=self.dm.num_classes, in_chans=self.dm.in_chans,
-                               **model_kwargs(OmegaConf.to_container(self.cfg.model, resolve=True)))
+            net = network(self.cfg, self.dm)
         info = {"accelerator": self.device.type, "precision": self.precision}
         fit_precision_to_model(self.cfg, info, net, str(self.cfg.model.name))
         self.precision = info["precision"]
