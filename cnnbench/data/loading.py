@@ -148,13 +148,21 @@ class EpochSampler(Sampler[int]):
         return order
 
     def __iter__(self):
-        offset = self.epoch * self.n if self.shuffle else 0
-        order = self._indices() + offset
+        skip = 0
         if self.resume is not None:
             epoch, skip = self.resume
             self.resume = None
-            if epoch == self.epoch:
-                order = order[skip:]
+            # A resumed run's first iterator continues the checkpoint's epoch, or starts the next one when that
+            # epoch was complete. Lightning creates this iterator before it calls set_epoch, and with loader
+            # workers the iterator reads the sampler at once, so the epoch comes from the checkpoint here.
+            if epoch < self.epoch:  # set_epoch came first and moved past the checkpoint's epoch
+                skip = 0
+            elif skip >= len(self._indices()):
+                self.epoch, skip = epoch + 1, 0
+            else:
+                self.epoch = epoch
+        offset = self.epoch * self.n if self.shuffle else 0
+        order = self._indices()[skip:] + offset
         return iter(order.tolist())
 
     def __len__(self) -> int:

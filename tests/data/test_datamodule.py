@@ -179,6 +179,25 @@ def test_resumed_sampler_skips_exactly_the_consumed_part_of_its_epoch():
     assert len(list(other)) == 50
 
 
+def test_resumed_sampler_read_before_set_epoch_takes_the_checkpoints_epoch():
+    # with loader workers, Lightning's first iterator of a resumed run reads the sampler before set_epoch
+    from cnnbench.data.datamodule import EpochSampler
+
+    def order(epoch):
+        full = EpochSampler(50, seed=3, shuffle=True)
+        full.set_epoch(epoch)
+        return list(full)
+
+    early = EpochSampler(50, seed=3, shuffle=True)
+    early.resume = (2, 8)
+    assert list(early) == order(2)[8:]
+    early.set_epoch(2)
+    assert list(early) == order(2)
+    complete = EpochSampler(50, seed=3, shuffle=True)
+    complete.resume = (0, 56)  # the checkpoint's epoch was finished (the last batch partial): the next one, whole
+    assert list(complete) == order(1)
+
+
 def test_datamodule_state_turns_into_a_sampler_skip_of_whole_batches():
     cfg = compose_cfg("train", ["data=synthetic", "data.batch_size=16", "data.num_workers=0"])
     dm = ImageDataModule(OmegaConf.to_container(cfg.data), OmegaConf.to_container(cfg.augmentation),

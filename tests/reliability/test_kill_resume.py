@@ -10,7 +10,8 @@ from cnnbench.checkpoint import load_checkpoint
 from tests.reliability.reliability_helpers import CLI_FAST, cli, results
 
 # 12 training batches per epoch; a step checkpoint every 4 steps → the kill at step 5 lands mid-epoch 0
-# (after the step-4 checkpoint) and the resume replays batches 5… of epoch 0.
+# (after the step-4 checkpoint) and the resume replays batches 5… of epoch 0; the kill at step 13 follows the
+# checkpoint of epoch 0's last batch (the resume starts epoch 1), the kill at step 17 lands mid-epoch 1.
 RUN = ["train"] + CLI_FAST + ["data=synthetic", "trainer.deterministic=true", "augmentation=pad_crop_flip", "schedule=cosine",
                   "seed=7", "trainer.max_epochs=2", "checkpoint.every_n_steps=4", "data.batch_size=16"]
 
@@ -28,15 +29,17 @@ def _weights(run_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workers", [0, 2])
-def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, straight, workers):
+@pytest.mark.parametrize(("workers", "kill_step", "epoch", "batches"), [(0, 5, 0, 4), (2, 13, 0, 12), (2, 17, 1, 4)])
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, straight, workers, kill_step, epoch, batches):
+    # with loader workers Lightning's first iterator of a resumed run reads the sampler before set_epoch: the
+    # resume in epoch 1 and the one after epoch 0's last batch are the cases where the epoch can go wrong
     args = RUN + [f"data.num_workers={workers}", f"hydra.run.dir={tmp_path}"]
-    killed = cli(args, fault="sigkill@5")
+    killed = cli(args, fault=f"sigkill@{kill_step}")
     assert killed.returncode == -signal.SIGKILL
     assert not (tmp_path / "results.json").exists()
     mid = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
-    assert (mid["epoch"], mid["global_step"]) == (0, 4)  # a mid-epoch resume point
-    assert mid["ImageDataModule"] == {"epoch": 0, "batches": 4}
+    assert (mid["epoch"], mid["global_step"]) == (epoch, kill_step - 1)  # the resume point
+    assert mid["ImageDataModule"] == {"epoch": epoch, "batches": batches}
 
     resumed = cli(args + ["resume=auto"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
