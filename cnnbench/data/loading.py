@@ -43,9 +43,15 @@ def collate_images(batch):
 
 
 def limit_worker_threads(worker_id: int) -> None:
-    """One thread per loader worker for both torch and OpenCV (docs/performance.md, data loading)."""
+    """One thread per loader worker for both torch and OpenCV (docs/performance.md, data loading); the stop
+    signals are the training process's (docs/reliability.md): a signal sent to the whole job, as SLURM and
+    `kill -- -<pgid>` send it, must not kill the workers under the batch that the training process finishes."""
+    import signal
+
     import cv2
 
+    for name in ("SIGTERM", "SIGUSR1", "SIGUSR2"):  # torch's workers already ignore SIGINT the same way
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
     cv2.setNumThreads(0)
     torch.set_num_threads(1)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cnnbench.checkpoint import load_checkpoint
-from tests.reliability.reliability_helpers import CLI_FAST, cli, results
+from tests.reliability.reliability_helpers import CLI_FAST, cli, results, wait_for_file
 
 # 12 training batches per epoch; a step checkpoint every 4 steps → the kill at step 5 lands mid-epoch 0
 # (after the step-4 checkpoint) and the resume replays batches 5… of epoch 0; the kill at step 13 follows the
@@ -74,3 +74,25 @@ def test_signal_saves_checkpoint_and_exits_cleanly(tmp_path, straight, sig):
     assert "not resumable" not in resumed.stdout + resumed.stderr
     assert results(tmp_path)["test/acc1"] == results(straight)["test/acc1"]
     assert abs(results(tmp_path)["train/loss_last"] - results(straight)["train/loss_last"]) <= 1e-6
+
+
+@pytest.mark.slow
+def test_a_signal_to_the_whole_process_group_spares_the_loader_workers(tmp_path):
+    # SLURM signals every process of the job and `kill -- -<pgid>` the whole group: the loader workers get the
+    # signal too, and must leave the stop to the training process (one checkpoint, exit 0, no worker error)
+    import os
+    import subprocess
+    import sys
+
+    from tests.reliability.reliability_helpers import ROOT, _environment
+
+    args = RUN + ["data.num_workers=2", f"hydra.run.dir={tmp_path}"]
+    job = subprocess.Popen([sys.executable, "-m", "cnnbench", *args], cwd=ROOT, env=_environment("pause@3", None),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    wait_for_file(tmp_path / "paused-step3.pid", job)
+    os.killpg(job.pid, signal.SIGTERM)
+    out, err = job.communicate(timeout=300)
+    assert job.returncode == 0, err[-2000:]
+    assert "killed by signal" not in out + err and not list(tmp_path.glob("failed-rank*.json"))
+    record = results(tmp_path)["stopped"]
+    assert record["reason"] == "signal SIGTERM" and record["step"] == 3
