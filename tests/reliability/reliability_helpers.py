@@ -26,10 +26,12 @@ def cli(args: list[str], fault: str | None = None, timeout: float = 300, env: di
                           capture_output=True, text=True, timeout=timeout)
 
 
-def cli_background(args: list[str], fault: str | None = None, env: dict | None = None) -> subprocess.Popen:
-    """`cli` without waiting: the test acts on the running command (signals) and then calls `.communicate()`."""
+def cli_background(args: list[str], fault: str | None = None, env: dict | None = None,
+                   new_session: bool = False) -> subprocess.Popen:
+    """`cli` without waiting: the test acts on the running command (signals) and then calls `.communicate()`.
+    `new_session` gives the command its own process group, which a test may then signal whole (`os.killpg`)."""
     return subprocess.Popen([sys.executable, "-m", "cnnbench", *args], cwd=ROOT, env=_environment(fault, env),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=new_session)
 
 
 def wait_for_file(path: Path, process: subprocess.Popen, timeout: float = 300) -> Path:

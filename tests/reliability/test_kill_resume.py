@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cnnbench.checkpoint import load_checkpoint
-from tests.reliability.reliability_helpers import CLI_FAST, cli, results, wait_for_file
+from tests.reliability.reliability_helpers import CLI_FAST, cli, cli_background, results, wait_for_file
 
 # 12 training batches per epoch; a step checkpoint every 4 steps → the kill at step 5 lands mid-epoch 0
 # (after the step-4 checkpoint) and the resume replays batches 5… of epoch 0; the kill at step 13 follows the
@@ -81,14 +81,8 @@ def test_a_signal_to_the_whole_process_group_spares_the_loader_workers(tmp_path)
     # SLURM signals every process of the job and `kill -- -<pgid>` the whole group: the loader workers get the
     # signal too, and must leave the stop to the training process (one checkpoint, exit 0, no worker error)
     import os
-    import subprocess
-    import sys
 
-    from tests.reliability.reliability_helpers import ROOT, _environment
-
-    args = RUN + ["data.num_workers=2", f"hydra.run.dir={tmp_path}"]
-    job = subprocess.Popen([sys.executable, "-m", "cnnbench", *args], cwd=ROOT, env=_environment("pause@3", None),
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    job = cli_background(RUN + ["data.num_workers=2", f"hydra.run.dir={tmp_path}"], fault="pause@3", new_session=True)
     wait_for_file(tmp_path / "paused-step3.pid", job)
     os.killpg(job.pid, signal.SIGTERM)
     out, err = job.communicate(timeout=300)
