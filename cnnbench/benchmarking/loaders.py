@@ -129,10 +129,10 @@ def device_ms_per_image(loader, device, repeats: int = 3) -> float | None:
 def _loader(dataset, batch: int, workers: int, collate=None) -> DataLoader:
     """The reference rows' loader: the datamodule's collate unless `collate` is given, so every row pays the same
     per-batch cost."""
-    from cnnbench.data.loading import collate_images, limit_worker_threads
+    from cnnbench.data.loading import collate_images, init_loader_worker
 
     return DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=workers, collate_fn=collate or collate_images,
-                      worker_init_fn=limit_worker_threads, persistent_workers=False)
+                      worker_init_fn=init_loader_worker, persistent_workers=False)
 
 
 @dataclass(frozen=True)

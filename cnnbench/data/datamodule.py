@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from cnnbench.data.image_io import load_image_file
-from cnnbench.data.loading import AugmentedImages, EpochSampler, collate_images, limit_worker_threads
+from cnnbench.data.loading import AugmentedImages, EpochSampler, collate_images, init_loader_worker
 from cnnbench.data.sources import BadImageError, Source, Split, load_source, scan_images
 from cnnbench.data.transforms import eval_crop_pct, eval_transform, train_transform
 from cnnbench.errors import ConfigError, UserError
@@ -273,7 +273,7 @@ class ImageDataModule(L.LightningDataModule):
             pin_memory=bool(self.cfg.pin_memory),
             persistent_workers=bool(self.cfg.persistent_workers) and workers > 0,
             drop_last=False,
-            worker_init_fn=limit_worker_threads,
+            worker_init_fn=init_loader_worker,
             # worker seeds come from this generator, so creating an iterator never draws from the
             # global torch RNG (which a resumed run restores exactly)
             generator=torch.Generator().manual_seed(self.seed),

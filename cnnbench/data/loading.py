@@ -42,7 +42,7 @@ def collate_images(batch):
     return collate(batch, collate_fn_map=_COLLATE_FN_MAP)
 
 
-def limit_worker_threads(worker_id: int) -> None:
+def init_loader_worker(worker_id: int) -> None:
     """One thread per loader worker for both torch and OpenCV (docs/performance.md, data loading); the stop
     signals are the training process's (docs/reliability.md): a signal sent to the whole job, as SLURM and
     `kill -- -<pgid>` send it, must not kill the workers under the batch that the training process finishes."""
@@ -163,7 +163,7 @@ class EpochSampler(Sampler[int]):
             # workers the iterator reads the sampler at once, so the epoch comes from the checkpoint here.
             if epoch < self.epoch:  # set_epoch came first and moved past the checkpoint's epoch
                 skip = 0
-            elif skip >= len(self._indices()):
+            elif skip >= len(self):
                 self.epoch, skip = epoch + 1, 0
             else:
                 self.epoch = epoch
@@ -175,4 +175,4 @@ class EpochSampler(Sampler[int]):
         return len(self._indices())
 
 
-__all__ = ["AugmentedImages", "EpochSampler", "collate_images", "limit_worker_threads", "sample_seed"]
+__all__ = ["AugmentedImages", "EpochSampler", "collate_images", "init_loader_worker", "sample_seed"]

@@ -163,12 +163,12 @@ def view_loader(dataset: ViewDataset, plans: Sequence[ViewPlan], batch_size: int
                 num_workers: int, pin_memory: bool = False) -> DataLoader:
     """Images per batch = min(batch_size, crop_batch / views per image), at least 1: a batch holds
     about `crop_batch` views, whatever the protocol."""
-    from cnnbench.data.loading import limit_worker_threads as _limit_worker_threads
+    from cnnbench.data.loading import init_loader_worker as _init_loader_worker
 
     cost = sum(p.cost_per_image() for p in plans)
     images = max(1, min(int(batch_size), int(crop_batch // max(cost, 1.0))))
     return DataLoader(dataset, batch_size=images, shuffle=False, num_workers=int(num_workers),
-                      collate_fn=collate_views, pin_memory=pin_memory, worker_init_fn=_limit_worker_threads)
+                      collate_fn=collate_views, pin_memory=pin_memory, worker_init_fn=_init_loader_worker)
 
 
 # -- scoring -------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ WARMUP, WINDOW = 8, 10
 def rate(root: Path, aug: str, workers: int, pinned: bool) -> float:
     from cnnbench.benchmarking.loaders import loader_rate
     from cnnbench.data import ImageDataModule
-    from cnnbench.data.loading import limit_worker_threads as _limit_worker_threads
+    from cnnbench.data.loading import init_loader_worker as _init_loader_worker
 
     data = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "data" / "imagefolder.yaml"))
     data.update(root=str(root), num_workers=workers, persistent_workers=False, batch_size=32, val_split=0,
@@ -40,7 +40,7 @@ def rate(root: Path, aug: str, workers: int, pinned: bool) -> float:
     if pinned:
         def init(worker_id: int) -> None:
             os.sched_setaffinity(0, {1})
-            _limit_worker_threads(worker_id)
+            _init_loader_worker(worker_id)
 
         loader.worker_init_fn = init
         os.sched_setaffinity(0, {0})
