@@ -263,6 +263,27 @@ def fit_precision_to_model(cfg: DictConfig, info: dict[str, Any], model: Any, na
             "trainer.precision=32-true (docs/performance.md)")
 
 
+def busy_cpu_note(info: dict[str, Any]) -> str | None:
+    """A CPU training on more than one intra-op thread while other jobs already fill the machine's cores: each
+    OpenMP thread spins at every operator for a partner the other jobs keep descheduled, and a step runs many
+    times slower than on one thread (GoogLeNet's 40×, ResNet-20's 4×, beside two trainings on two cores;
+    docs/performance.md, "Two jobs on a 2-core machine: one thread each"). Returns the line that says so, or None
+    on a GPU, on one thread, or where the 1-minute load average is below the machine's cores."""
+    import os
+
+    import torch
+
+    threads = torch.get_num_threads()
+    if info["accelerator"] != "cpu" or threads <= 1 or not hasattr(os, "getloadavg"):
+        return None
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load < cores:
+        return None
+    return (f"cnnbench: note: the machine is busy (load average {load:.1f} on {cores} cores) and torch uses "
+            f"{threads} threads; beside other jobs one thread is faster, up to 40× per step: start it with "
+            "OMP_NUM_THREADS=1 (docs/performance.md)")
+
+
 def start_line(info: dict[str, Any]) -> str:
     nodes = f" × {info['num_nodes']} nodes" if info["num_nodes"] > 1 else ""
     return (f"cnnbench: hardware={info['hardware']} → {info['devices']} {info['accelerator'].upper()} "
@@ -270,6 +291,6 @@ def start_line(info: dict[str, Any]) -> str:
             f"({info['precision_reason']}), strategy {info['strategy']}")
 
 
-__all__ = ["check_devices", "chosen_precision", "cpu_precision", "depthwise_convolutions", "describe",
+__all__ = ["busy_cpu_note", "check_devices", "chosen_precision", "cpu_precision", "depthwise_convolutions", "describe",
            "fit_precision_to_model", "machine_record", "num_devices", "precision_is_auto", "register_resolvers",
            "start_line"]

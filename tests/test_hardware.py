@@ -2,6 +2,7 @@
 line (cnnbench/hardware.py). GPUs are simulated by patching torch.cuda's device count."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -171,3 +172,23 @@ def test_an_isa_capped_to_avx2_runs_fp32_like_an_avx2_cpu(cpu, monkeypatch):
     precision, reason = hardware.cpu_precision()
     assert precision == "32-true" and "ONEDNN_MAX_CPU_ISA" in reason
     assert hardware.machine_record()["environment"]["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+
+
+@pytest.mark.parametrize(("accelerator", "threads", "load", "said"), [
+    ("cpu", 2, 2.3, True),    # two other jobs on two cores: the measured case
+    ("cpu", 2, 1.2, False),   # a core to spare
+    ("cpu", 1, 4.0, False),   # one thread already
+    ("gpu", 8, 9.0, False),   # the GPU does the work
+])
+def test_a_multithreaded_cpu_training_on_a_busy_machine_is_told_to_use_one_thread(monkeypatch, accelerator,
+                                                                                  threads, load, said):
+    """docs/performance.md: beside two trainings a 2-thread step was up to 40× slower than a 1-thread one."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    note = hardware.busy_cpu_note({"accelerator": accelerator})
+    if said:
+        assert note.startswith("cnnbench: note: the machine is busy (load average 2.3 on 2 cores)")
+        assert "torch uses 2 threads" in note and "OMP_NUM_THREADS=1" in note and "docs/performance.md" in note
+    else:
+        assert note is None

@@ -10,7 +10,14 @@ import lightning as L
 from omegaconf import DictConfig
 
 from cnnbench.checkpoint import check_compatible, load_checkpoint, record_of, resume_checkpoint
-from cnnbench.hardware import check_devices, describe, fit_precision_to_model, machine_record, start_line
+from cnnbench.hardware import (
+    busy_cpu_note,
+    check_devices,
+    describe,
+    fit_precision_to_model,
+    machine_record,
+    start_line,
+)
 from cnnbench.run import (
     build_datamodule,
     build_module,
@@ -53,12 +60,13 @@ def _train(cfg: DictConfig, run_dir: Path, start: float, callbacks: list | None)
     dm = build_datamodule(cfg)
     module = build_module(cfg, dm)
     hardware = describe(cfg)                                   # the precision may depend on the network
-    note = fit_precision_to_model(cfg, hardware, module.model, str(cfg.model.name))
-    if note:
-        hardware["note"] = note                                # results.json keeps it
+    notes = [n for n in (fit_precision_to_model(cfg, hardware, module.model, str(cfg.model.name)),
+                         busy_cpu_note(hardware)) if n]
+    if notes:
+        hardware["notes"] = notes                              # results.json keeps them
     if is_rank_zero():
         print(start_line(hardware), flush=True)
-        if note:
+        for note in notes:
             print(note, flush=True)
     ckpt_path = _prepare(cfg, run_dir, dm, module)             # 2. init_from, resume point, run-dir checks
     has_val = dm.val_split is not None and len(dm.val_split) > 0

@@ -139,3 +139,16 @@ def test_wandb_offline_writes_into_run_dir(tmp_path, monkeypatch):
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     assert not list(tmp_path.parent.glob("wandb"))  # nothing scattered outside the run dir
+
+
+def test_a_busy_machine_note_is_printed_and_kept_in_results(tmp_path, monkeypatch, capsys):
+    """cnnbench.hardware.busy_cpu_note: the line reaches the console and results.json's hardware record."""
+    import os
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (99.0, 99.0, 99.0))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    results = train_tiny(tmp_path, ["trainer.max_epochs=1"])
+    printed = [line for line in capsys.readouterr().out.splitlines() if "the machine is busy" in line]
+    assert len(printed) == 1 and "OMP_NUM_THREADS=1" in printed[0]
+    assert json.loads((tmp_path / "results.json").read_text())["hardware"]["notes"] == printed
+    assert results["hardware"]["notes"] == printed
