@@ -152,3 +152,19 @@ def test_a_busy_machine_note_is_printed_and_kept_in_results(tmp_path, monkeypatc
     assert len(printed) == 1 and "OMP_NUM_THREADS=1" in printed[0]
     assert json.loads((tmp_path / "results.json").read_text())["hardware"]["notes"] == printed
     assert results["hardware"]["notes"] == printed
+
+
+def test_a_run_finished_after_a_failure_keeps_the_failure_record_in_results(tmp_path):
+    """A run resumed after a failed attempt (its failed-rank0.json in the run dir) and finished: the record moves
+    into results.json's `earlier_failures`, so nothing beside results.json reads as this attempt's failure."""
+    from cnnbench.runtime import record_failure
+
+    try:
+        raise RuntimeError("DataLoader worker (pid 1) is killed by signal: Terminated.")
+    except RuntimeError as err:
+        record_failure(tmp_path, 0, err, step=7)
+    train_tiny(tmp_path, ["trainer.max_epochs=1"])
+    assert not list(tmp_path.glob("failed-rank*.json"))
+    (failure,) = json.loads((tmp_path / "results.json").read_text())["earlier_failures"]
+    assert (failure["file"], failure["step"], failure["error"]) == ("failed-rank0.json", 7, "RuntimeError")
+    assert "killed by signal" in failure["message"]
