@@ -291,6 +291,6 @@ def start_line(info: dict[str, Any]) -> str:
             f"({info['precision_reason']}), strategy {info['strategy']}")
 
 
-__all__ = ["busy_cpu_note", "check_devices", "chosen_precision", "cpu_precision", "depthwise_convolutions", "describe",
-           "fit_precision_to_model", "machine_record", "num_devices", "precision_is_auto", "register_resolvers",
-           "start_line"]
+__all__ = ["busy_cpu_note", "check_devices", "chosen_precision", "cpu_precision", "depthwise_convolutions",
+           "describe", "fit_precision_to_model", "machine_record", "num_devices", "precision_is_auto",
+           "register_resolvers", "start_line"]

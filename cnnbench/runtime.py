@@ -221,4 +221,3 @@ def earlier_failure_records(run_dir: Path) -> tuple[list[Path], list[dict[str, A
         except (OSError, ValueError) as err:
             records.append({"file": path.name, "unreadable": str(err)})
     return paths, records
-
