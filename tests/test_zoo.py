@@ -224,6 +224,21 @@ def test_analyze_zoo_leaves_out_a_run_of_a_recipe_edited_since(tmp_path, capsys)
             f"in the run, {written} in the file)") in capsys.readouterr().out
 
 
+def test_analyze_zoo_takes_a_trial_whose_overrides_the_recipe_has_adopted(tmp_path, capsys):
+    """A trial run with `trainer.max_epochs=N` is the row once the recipe file says N (the row's command composes
+    the same config), and the table's command leaves the override out; with another N it stays a trial."""
+    from cnnbench.commands.analyze import analyze
+
+    written = compose_cfg("train", ["experiment=zoo_resnet20"]).trainer.max_epochs
+    _fake_run(tmp_path, "zoo_resnet20", 42, 0.91, [f"trainer.max_epochs={written}"])
+    _fake_run(tmp_path, "zoo_resnet20", 43, 0.95, [f"trainer.max_epochs={written + 1}"])
+    summary = analyze(compose_cfg("analyze", ["analysis=zoo", f"runs={tmp_path}/zoo_*"]), run_dir=tmp_path / "out")
+    assert [r["seed"] for r in summary["runs"]] == [42]
+    assert summary["runs"][0]["command"] == "cnnbench train experiment=zoo_resnet20 run_name=zoo_resnet20_s42 seed=42"
+    assert (f"zoo_resnet20_s43 left out: it changes the row (trainer.max_epochs={written + 1})"
+            in capsys.readouterr().out)
+
+
 def test_analyze_zoo_names_a_missing_doc_before_copying_anything(tmp_path):
     from cnnbench.commands.analyze import analyze
     from cnnbench.errors import UserError

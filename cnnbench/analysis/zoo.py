@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.analysis.metrics import read_metrics
-from cnnbench.analysis.zoo_rows import hydra_overrides, not_a_row, recipe_edited
+from cnnbench.analysis.zoo_rows import adopted_overrides, hydra_overrides, not_a_row, recipe_edited
 
 # The zalandoresearch/fashion-mnist README, section "Benchmark" (the table of submitted benchmarks), as shipped by
 # the Debian package dataset-fashion-mnist: /usr/share/doc/dataset-fashion-mnist/README.md.gz.
@@ -51,14 +51,16 @@ def zoo_recipes() -> list[str]:
 
 
 def run_command(run: Path) -> str | None:
-    """`cnnbench train <the run's overrides>` (Hydra's .hydra/overrides.yaml), or the artifact's `zoo.command`."""
+    """`cnnbench train <the run's overrides>` (Hydra's .hydra/overrides.yaml; those the recipe file has since
+    adopted left out, as the row's command no longer needs them), or the artifact's `zoo.command`."""
     results = json.loads((run / "results.json").read_text())
     if (results.get("zoo") or {}).get("command"):
         return str(results["zoo"]["command"])
     overrides = hydra_overrides(run)
     if overrides is None:
         return results.get("command")
-    return " ".join(["cnnbench train", *(_quote(o) for o in overrides)])
+    adopted = set(adopted_overrides(run, run_recipe(run)))
+    return " ".join(["cnnbench train", *(_quote(o) for o in overrides if o not in adopted)])
 
 
 def _quote(override: str) -> str:
@@ -315,8 +317,9 @@ def _filter_rows(runs: list[Path]) -> list[dict[str, Any]]:
     """The rows of the runs that ran a recipe as written (the others are named and left out)."""
     kept = []
     for run in runs:
-        changed = not_a_row(run)
-        edited = [] if changed else recipe_edited(run, run_recipe(run))
+        recipe = run_recipe(run)
+        changed = not_a_row(run, recipe)
+        edited = [] if changed else recipe_edited(run, recipe)
         if changed or edited:
             why = f"it changes the row ({' '.join(changed)})" if changed else \
                 f"its recipe file has changed since it ran ({'; '.join(edited)})"

@@ -30,27 +30,55 @@ def hydra_overrides(run: Path) -> list[str] | None:
     return [str(o) for o in OmegaConf.load(path)]
 
 
-def not_a_row(run: Path) -> list[str]:
-    """The run's overrides that keep it out of the table (a smoke run on a subset, a shortened run, a trial)."""
-    return [o for o in hydra_overrides(run) or [] if not _is_row_key(o.lstrip("+~").partition("=")[0])]
+def not_a_row(run: Path, recipe: str | None = None) -> list[str]:
+    """The run's overrides that keep it out of the table (a smoke run on a subset, a shortened run, a trial). An
+    override of a value the recipe file now sets to what the run ran with (`trainer.max_epochs=40` where the file
+    has since adopted 40) does not: the row's command composes the same config."""
+    adopted = set(adopted_overrides(run, recipe))
+    return [o for o in hydra_overrides(run) or []
+            if not _is_row_key(o.lstrip("+~").partition("=")[0]) and o not in adopted]
+
+
+def adopted_overrides(run: Path, recipe: str | None) -> list[str]:
+    """The run's overrides of keys the recipe file sets, where the file's value is now the value the run ran with."""
+    written = _written_values(recipe)
+    ran = flat_config(run) if written else None
+    if not ran:
+        return []
+    adopted = []
+    for override in hydra_overrides(run) or []:
+        key = override.lstrip("+~").partition("=")[0]
+        if key in written and canonical(ran.get(key, "<missing>")) == canonical(written[key]):
+            adopted.append(override)
+    return adopted
+
+
+def _written_values(recipe: str | None) -> dict[str, str]:
+    """The values `experiment/<recipe>.yaml` (as Hydra finds it now) sets, flattened; its defaults list and
+    interpolations left out."""
+    from cnnbench.config_paths import find_config
+
+    path = find_config("experiment", recipe) if recipe else None
+    if path is None:
+        return {}
+    from omegaconf import OmegaConf
+
+    written = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    return {key: value for key, value in flatten({k: v for k, v in written.items() if k != "defaults"}).items()
+            if "${" not in value}
 
 
 def recipe_edited(run: Path, recipe: str | None) -> list[str]:
     """The values the recipe file (`experiment/<recipe>.yaml`, as Hydra finds it now) sets that differ from the
     run's composed config (.hydra/config.yaml): a run of a recipe edited since — say 11 epochs where the file now
     has 10 — is not the row as written. Values the file takes from the groups it composes are not compared."""
-    from cnnbench.config_paths import find_config
-
-    path = find_config("experiment", recipe) if recipe else None
-    ran = flat_config(run) if path is not None else None
+    written = _written_values(recipe)
+    ran = flat_config(run) if written else None
     if ran is None:
         return []
-    from omegaconf import OmegaConf
-
-    written = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     edited = []
-    for key, value in flatten({k: v for k, v in written.items() if k != "defaults"}).items():
-        if _is_row_key(key) or "${" in value:
+    for key, value in written.items():
+        if _is_row_key(key):
             continue
         then = ran.get(key, "<missing>")
         if canonical(then) != canonical(value):
