@@ -209,15 +209,14 @@ def record_failure(run_dir: Path, rank: int, err: BaseException, step: int | Non
     return path
 
 
-def earlier_failure_records(run_dir: Path) -> tuple[list[Path], list[dict[str, Any]]]:
-    """The `failed-rank<r>.json` files an earlier attempt of this run left in its run dir (a run resumed after a
-    failure), and their records. A run that then finishes keeps the records in its results.json
+def earlier_failure_records(run_dir: Path) -> list[dict[str, Any]]:
+    """The records of the `failed-rank<r>.json` files an earlier attempt of this run left in its run dir (a run
+    resumed after a failure), each with its file name. A run that then finishes keeps them in its results.json
     (`earlier_failures`) and removes the files, which beside results.json would read as the finished attempt's."""
-    paths = sorted(Path(run_dir).glob("failed-rank*.json"))
     records = []
-    for path in paths:
+    for path in sorted(Path(run_dir).glob("failed-rank*.json")):
         try:
             records.append({"file": path.name, **json.loads(path.read_text())})
         except (OSError, ValueError) as err:
             records.append({"file": path.name, "unreadable": str(err)})
-    return paths, records
+    return records

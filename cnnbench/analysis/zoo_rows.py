@@ -19,6 +19,11 @@ def _is_row_key(key: str) -> bool:
     return key in ROW_KEYS or key.startswith(ROW_PREFIXES)
 
 
+def _override_key(override: str) -> str:
+    """`++trainer.max_epochs=40` → `trainer.max_epochs` (Hydra's add/force/delete prefixes dropped)."""
+    return override.lstrip("+~").partition("=")[0]
+
+
 def hydra_overrides(run: Path) -> list[str] | None:
     """The run's command-line overrides as typed, all of them, in order (Hydra's .hydra/overrides.yaml), or None for
     an artifact (analysis.runs.run_overrides leaves out those that do not tell a sweep's arms apart)."""
@@ -36,7 +41,7 @@ def not_a_row(run: Path, recipe: str | None = None) -> list[str]:
     has since adopted 40) does not: the row's command composes the same config."""
     adopted = set(adopted_overrides(run, recipe))
     return [o for o in hydra_overrides(run) or []
-            if not _is_row_key(o.lstrip("+~").partition("=")[0]) and o not in adopted]
+            if not _is_row_key(_override_key(o)) and o not in adopted]
 
 
 def adopted_overrides(run: Path, recipe: str | None) -> list[str]:
@@ -47,7 +52,7 @@ def adopted_overrides(run: Path, recipe: str | None) -> list[str]:
         return []
     adopted = []
     for override in hydra_overrides(run) or []:
-        key = override.lstrip("+~").partition("=")[0]
+        key = _override_key(override)
         if key in written and canonical(ran.get(key, "<missing>")) == canonical(written[key]):
             adopted.append(override)
     return adopted

@@ -79,12 +79,12 @@ def _train(cfg: DictConfig, run_dir: Path, start: float, callbacks: list | None)
         results["hardware"] = hardware
         results["machine"] = machine_record()
         if trainer.is_global_zero:                             # 5. results.json and one line
-            failure_files, failures = earlier_failure_records(run_dir)  # an attempt before a resume
+            failures = earlier_failure_records(run_dir)       # an attempt before a resume
             if failures:
                 results["earlier_failures"] = failures
             write_json(run_dir / "results.json", results)
-            for path in failure_files:                         # kept in results.json now
-                path.unlink(missing_ok=True)
+            for failure in failures:                           # kept in results.json now
+                (run_dir / failure["file"]).unlink(missing_ok=True)
             print(report_line(results), flush=True)
         failed = False
     finally:
