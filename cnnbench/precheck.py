@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cnnbench.config_schema import did_you_mean
 from cnnbench.errors import UserError
+from cnnbench.overrides import override_key
 
 # Hydra's flags that take no config overrides of their own (the rest of the line still composes)
 RUN_FLAGS = ("-m", "--multirun")
@@ -93,7 +94,7 @@ def config_error(command: str, err: Exception, overrides: list[str]) -> str:
     if override:
         key = override.group(1)
         parent, _, leaf = key.rpartition(".")
-        valid = _keys_of(command, parent, [o for o in overrides if not o.lstrip("+~").startswith(key + "=")])
+        valid = _keys_of(command, parent, [o for o in overrides if override_key(o) != key])
         where = f"of {parent}" if parent else "at the top level"
         hint = f"; {did_you_mean(leaf, valid)}valid keys {where}: {', '.join(valid)}" if valid else ""
         return f"unknown key {key!r} ({leaf} is not a key {where}){hint}"
@@ -201,7 +202,7 @@ def check_line(command: str, args: list[str]) -> list[str]:
               f"({' '.join(a for a in args if not a.startswith('-') and a not in CFG_FLAG_VALUES) or 'no overrides'})",
               file=sys.stderr, flush=True)
     _, overrides = _split_flags(args)
-    overrides = [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))]
+    overrides = [o for o in overrides if not override_key(o).startswith(("hydra.", "hydra/"))]
     jobs = sweep_jobs(overrides) if multirun else [overrides]
     cfg, printing = None, any(a in CFG_FLAGS for a in args)
     for job in jobs:

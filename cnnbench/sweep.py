@@ -17,6 +17,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from cnnbench.overrides import split_override
+
 COLUMNS = ("job", "overrides", "model", "test/acc1", "test/acc5", "val/acc1", "epochs", "wall_s", "run_dir")
 METRICS = ("test/acc1", "val/acc1", "wall_s")  # printed after the differing keys
 
@@ -34,7 +36,7 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
         data = json.loads(results.read_text())
         overrides = _overrides(results.parent)
         rows.append({"job": results.parent.name, "overrides": " ".join(overrides),
-                     "_overrides": dict(o.lstrip("+~").split("=", 1) if "=" in o else (o, "") for o in overrides),
+                     "_overrides": dict(map(split_override, overrides)),
                      **data})
     return rows
 

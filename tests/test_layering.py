@@ -18,7 +18,7 @@ PACKAGE = ROOT / "cnnbench"
 SOURCES = sorted(PACKAGE.rglob("*.py"))
 # config_paths imports nothing from cnnbench but errors: a leaf too (config_schema reads the config groups through it)
 LEAVES = {"cnnbench.errors", "cnnbench.runtime", "cnnbench.choices", "cnnbench.config_schema", "cnnbench.hardware",
-          "cnnbench.config_paths"}
+          "cnnbench.config_paths", "cnnbench.overrides"}
 # below the run factory (docs/architecture.md): these never import run.py, precheck.py or sweep.py
 MACHINERY = {"training", "data", "evaluation", "analysis", "benchmarking", "pretrained", "checkpoint", "profiling",
              "stylize", "console", "testing", "models"}

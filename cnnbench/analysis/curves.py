@@ -17,6 +17,7 @@ from typing import Any
 
 from cnnbench.analysis.degradation import plot_error_curves, save_figure, summarize_run
 from cnnbench.analysis.runs import run_label, run_overrides  # noqa: F401 (run_label: re-exported)
+from cnnbench.overrides import split_override
 from cnnbench.runtime import write_json
 
 
@@ -61,7 +62,7 @@ def plot_curves(rows: list[dict[str, Any]], path: Path, title: str, smooth: int 
 
 def variant_of(run: Path) -> str | None:
     for o in run_overrides(run):
-        key, _, value = o.lstrip("+").partition("=")
+        key, value = split_override(o)
         if key == "claim.variant":
             return value
     return None

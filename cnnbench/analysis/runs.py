@@ -4,7 +4,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-IGNORED_OVERRIDES = ("experiment=", "hydra.", "run_name=", "trainer.enable_progress_bar=", "seed=")
+from cnnbench.overrides import is_deletion, override_key, split_override
+
+# keys that do not tell a sweep's arms apart (a run's folder, its seed, how it shows progress)
+IGNORED_KEYS = ("experiment", "run_name", "trainer.enable_progress_bar", "seed")
 
 
 def run_overrides(run: Path) -> list[str]:
@@ -15,7 +18,8 @@ def run_overrides(run: Path) -> list[str]:
     path = run / ".hydra" / "overrides.yaml"
     if not path.is_file():
         return []
-    return [str(o) for o in OmegaConf.load(path) if not str(o).lstrip("+").startswith(IGNORED_OVERRIDES)]
+    return [str(o) for o in OmegaConf.load(path)
+            if override_key(o) not in IGNORED_KEYS and not override_key(o).startswith("hydra.")]
 
 
 def run_label(run: Path, fallback: str) -> str:
@@ -23,7 +27,7 @@ def run_label(run: Path, fallback: str) -> str:
     the other overrides sorted, so a sweep's job and the same run typed by hand get the same label."""
     models, parts = [], []
     for o in run_overrides(run):
-        key, _, value = o.lstrip("+").partition("=")
+        key, value = split_override(o)
         (models if key == "model" else parts).append(value if key == "model" else f"{key.split('.')[-1]}={value}")
     return " ".join(models + sorted(parts)) or fallback
 
@@ -91,8 +95,8 @@ def recorded_overrides(run: Path) -> dict[str, str] | None:
         return None
     out = {}
     for item in items:
-        key, _, value = str(item).partition("=")
-        out[key.lstrip("+~")] = value if not key.startswith("~") else "null"
+        key, value = split_override(item)
+        out[key] = "null" if is_deletion(item) else value
     return {k: v for k, v in out.items() if _is_setting(k, v)}
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from cnnbench.analysis.metrics import read_metrics
 from cnnbench.analysis.zoo_rows import adopted_overrides, hydra_overrides, not_a_row, recipe_edited
+from cnnbench.overrides import split_override
 
 # The zalandoresearch/fashion-mnist README, section "Benchmark" (the table of submitted benchmarks), as shipped by
 # the Debian package dataset-fashion-mnist: /usr/share/doc/dataset-fashion-mnist/README.md.gz.
@@ -73,7 +74,7 @@ def run_recipe(run: Path) -> str | None:
     if (results.get("zoo") or {}).get("recipe"):
         return str(results["zoo"]["recipe"])
     for o in hydra_overrides(run) or []:
-        key, _, value = o.lstrip("+").partition("=")
+        key, value = split_override(o)
         if key == "experiment" and value.startswith(RECIPE_PREFIX):
             return value
     return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnnbench.analysis.runs import canonical, flat_config, flatten
+from cnnbench.overrides import override_key
 
 # the overrides a row's run may have: which recipe and seed, where the run lives and how it resumes, VGG-16's start
 # from net A (§3.1), and settings that change where the run logs or reads, not what it trains; any other override
@@ -17,11 +18,6 @@ ROW_PREFIXES = ("hydra.", "wandb.", "checkpoint.")
 
 def _is_row_key(key: str) -> bool:
     return key in ROW_KEYS or key.startswith(ROW_PREFIXES)
-
-
-def _override_key(override: str) -> str:
-    """`++trainer.max_epochs=40` → `trainer.max_epochs` (Hydra's add/force/delete prefixes dropped)."""
-    return override.lstrip("+~").partition("=")[0]
 
 
 def hydra_overrides(run: Path) -> list[str] | None:
@@ -41,7 +37,7 @@ def not_a_row(run: Path, recipe: str | None = None) -> list[str]:
     has since adopted 40) does not: the row's command composes the same config."""
     adopted = set(adopted_overrides(run, recipe))
     return [o for o in hydra_overrides(run) or []
-            if not _is_row_key(_override_key(o)) and o not in adopted]
+            if not _is_row_key(override_key(o)) and o not in adopted]
 
 
 def adopted_overrides(run: Path, recipe: str | None) -> list[str]:
@@ -52,7 +48,7 @@ def adopted_overrides(run: Path, recipe: str | None) -> list[str]:
         return []
     adopted = []
     for override in hydra_overrides(run) or []:
-        key = _override_key(override)
+        key = override_key(override)
         if key in written and canonical(ran.get(key, "<missing>")) == canonical(written[key]):
             adopted.append(override)
     return adopted
