@@ -17,24 +17,18 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from cnnbench.analysis.runs import hydra_overrides
 from cnnbench.overrides import split_override
 
 COLUMNS = ("job", "overrides", "model", "test/acc1", "test/acc5", "val/acc1", "epochs", "wall_s", "run_dir")
 METRICS = ("test/acc1", "val/acc1", "wall_s")  # printed after the differing keys
 
 
-def _overrides(run_dir: Path) -> list[str]:
-    path = run_dir / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        return []
-    return [str(o) for o in OmegaConf.load(path)]
-
-
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:
     rows = []
     for results in sorted(sweep_dir.glob("*/results.json"), key=lambda p: (len(p.parent.name), p.parent.name)):
         data = json.loads(results.read_text())
-        overrides = _overrides(results.parent)
+        overrides = hydra_overrides(results.parent) or []
         rows.append({"job": results.parent.name, "overrides": " ".join(overrides),
                      "_overrides": dict(map(split_override, overrides)),
                      **data})

@@ -10,15 +10,21 @@ from cnnbench.overrides import is_deletion, override_key, split_override
 IGNORED_KEYS = ("experiment", "run_name", "trainer.enable_progress_bar", "seed")
 
 
+def hydra_overrides(run: Path) -> list[str] | None:
+    """The run's command-line overrides as typed, all of them, in order (Hydra's .hydra/overrides.yaml), or None
+    where the run has no such file (an artifact)."""
+    path = run / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return None
+    from omegaconf import OmegaConf
+
+    return [str(o) for o in OmegaConf.load(path)]
+
+
 def run_overrides(run: Path) -> list[str]:
     """The overrides that distinguish a run's arm within its sweep (from Hydra's .hydra/overrides.yaml);
     `seed=` is left out: runs that differ only in their seed are one arm (cnnbench/analysis/seeds.py)."""
-    from omegaconf import OmegaConf
-
-    path = run / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        return []
-    return [str(o) for o in OmegaConf.load(path)
+    return [o for o in hydra_overrides(run) or []
             if override_key(o) not in IGNORED_KEYS and not override_key(o).startswith("hydra.")]
 
 

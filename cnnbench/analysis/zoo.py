@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.analysis.metrics import read_metrics
-from cnnbench.analysis.zoo_rows import adopted_overrides, hydra_overrides, not_a_row, recipe_edited
+from cnnbench.analysis.runs import hydra_overrides
+from cnnbench.analysis.zoo_rows import adopted_overrides, not_a_row, recipe_edited
 from cnnbench.overrides import split_override
 
 # The zalandoresearch/fashion-mnist README, section "Benchmark" (the table of submitted benchmarks), as shipped by

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnnbench.analysis.runs import canonical, flat_config, flatten
+from cnnbench.analysis.runs import canonical, flat_config, flatten, hydra_overrides
 from cnnbench.overrides import override_key
 
 # the overrides a row's run may have: which recipe and seed, where the run lives and how it resumes, VGG-16's start
@@ -18,17 +18,6 @@ ROW_PREFIXES = ("hydra.", "wandb.", "checkpoint.")
 
 def _is_row_key(key: str) -> bool:
     return key in ROW_KEYS or key.startswith(ROW_PREFIXES)
-
-
-def hydra_overrides(run: Path) -> list[str] | None:
-    """The run's command-line overrides as typed, all of them, in order (Hydra's .hydra/overrides.yaml), or None for
-    an artifact (analysis.runs.run_overrides leaves out those that do not tell a sweep's arms apart)."""
-    path = run / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        return None
-    from omegaconf import OmegaConf
-
-    return [str(o) for o in OmegaConf.load(path)]
 
 
 def not_a_row(run: Path, recipe: str | None = None) -> list[str]:
