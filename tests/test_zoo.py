@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import CONF, compose_cfg
+from tests.helpers import CONF, ROOT, compose_cfg
 
 ZOO = ["alexnet", "vgg11", "vgg16", "googlenet", "inception_v2", "inception_v3", "inception_v4",
        "inception_resnet_v1", "inception_resnet_v2", "resnet18", "resnet50", "resnet20", "resnet56",
@@ -277,3 +277,78 @@ def test_zoo_row_of_several_seeds_gives_the_range_of_their_wall_times():
     assert row_numbers("zoo_resnet20", runs)["wall_s"] == [1500.0, 960.0, 1260.0]  # the range's leaves
     same = [run(42, 0.915, 21 * 60.0), run(43, 0.916, 21 * 60.0 + 10)]
     assert row_cells("zoo_resnet20", same)["wall"] == "21 min each, AMD EPYC"
+
+
+# -- the committed artifacts ----------------------------------------------------------------------------------------
+ARTIFACTS = ROOT / "docs" / "zoo"
+KEPT = sorted(ARTIFACTS.glob("*_results.json"))  # earlier rows and trials, each beside its metrics.csv
+ROWS = sorted(ARTIFACTS.glob("zoo_*/seed*/results.json"))
+
+
+def _artifact_command(results: dict) -> str:
+    """The command that reruns an artifact: a kept earlier row's or trial's `equivalent_command` (the recipe as it
+    was then, written as overrides of today's file), else the row's own command."""
+    zoo = results.get("zoo") or {}
+    kept = zoo.get("earlier_row") or zoo.get("trial") or {}
+    return kept.get("equivalent_command") or zoo["command"]
+
+
+def test_every_kept_artifact_says_what_it_was_and_how_to_rerun_it():
+    assert KEPT and ROWS
+    for path in KEPT:
+        zoo = json.loads(path.read_text()).get("zoo") or {}
+        kept = zoo.get("earlier_row") or zoo.get("trial") or {}
+        assert kept.get("what") and kept.get("equivalent_command", "").startswith(
+            f"cnnbench train experiment={zoo.get('recipe')} "), f"{path.name}: zoo.earlier_row or zoo.trial"
+
+
+@pytest.mark.parametrize("path", KEPT + ROWS, ids=lambda p: str(p.relative_to(ARTIFACTS)))
+def test_an_artifacts_command_composes_the_run_it_records(path):
+    """The command composes the network, batch, learning rate, input, width and length the artifact records, and
+    its schedule gives the learning rate logged in the artifact's metrics.csv at every logged step."""
+    import csv
+    import math
+    import shlex
+
+    import torch
+
+    from cnnbench.training.optim import build_scheduler, scaled_lr
+
+    results = json.loads(path.read_text())
+    words = shlex.split(_artifact_command(results))
+    assert words[:2] == ["cnnbench", "train"], words
+    c = compose_cfg("train", words[2:])
+    profile = (results.get("zoo") or {}).get("profile") or {}
+    batch = results["global_batch"]
+    assert (c.model.name, c.optimizer.lr) == (results["model"], pytest.approx(results["lr_base"]))
+    assert c.data.batch_size == batch and c.get("hardware", {}).get("target_global_batch") in (None, batch)
+    if profile:
+        assert c.data.image_size == profile["input_size"]
+        assert (c.model.get("scaling") or {}).get("width_mult") in ({None, 1.0} if profile["width_mult"] in (None, 1.0)
+                                                                    else {profile["width_mult"]})
+    if c.data.get("limit_train"):
+        assert results["n_train"] == c.data.limit_train
+    per_epoch = math.ceil(results["n_train"] / batch)
+    total = c.trainer.max_steps if c.trainer.max_steps > 0 else per_epoch * c.trainer.max_epochs
+    assert results["steps"] == total, f"the command trains {total} steps, the run {results['steps']}"
+    if "trainer.precision" in " ".join(words):
+        assert results["hardware"]["precision"] == c.trainer.precision
+
+    with open(path.with_name(path.name.replace("results.json", "metrics.csv"))) as f:
+        rows = list(csv.DictReader(f))
+    # `lr`, or `lr/decay` where the optimizer has parameter groups; the first rows (ResNet-20's, 2026-12-06) predate it
+    column = next((k for k in rows[0] if k.split("/")[0] == "lr" and not k.endswith("momentum")), None)
+    if column is None:
+        return
+    logged = [(int(r["step"]), float(r[column])) for r in rows if r[column]]
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([weight], lr=scaled_lr(c.optimizer, batch), momentum=0.9)
+    scheduler = build_scheduler(optimizer, c.schedule, optimizer.param_groups[0]["lr"], total, per_epoch)
+    planned = []
+    for _ in range(max(step for step, _ in logged) + 2):
+        planned.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    for step, lr in logged:  # the value in force at the logged step, or the one the step set
+        assert lr == pytest.approx(planned[step], rel=1e-3) or lr == pytest.approx(planned[step + 1], rel=1e-3), \
+            f"step {step}: logged lr {lr}, the command's schedule {planned[step]}"
