@@ -19,7 +19,7 @@ from typing import Any
 
 from cnnbench.analysis.metrics import read_metrics
 from cnnbench.analysis.runs import hydra_overrides
-from cnnbench.analysis.zoo_rows import adopted_overrides, not_a_row, recipe_edited
+from cnnbench.analysis.zoo_rows import RunRecord, adopted_overrides, not_a_row, recipe_edited
 from cnnbench.overrides import split_override
 
 # The zalandoresearch/fashion-mnist README, section "Benchmark" (the table of submitted benchmarks), as shipped by
@@ -52,26 +52,30 @@ def zoo_recipes() -> list[str]:
     return sorted((o for o in group_options("experiment") if o.startswith(RECIPE_PREFIX)), key=_order)
 
 
-def run_command(run: Path) -> str | None:
+def run_command(run: Path, results: dict[str, Any], record: RunRecord | None = None) -> str | None:
     """`cnnbench train <the run's overrides>` (Hydra's .hydra/overrides.yaml; those the recipe file has since
-    adopted left out, as the row's command no longer needs them), or the artifact's `zoo.command`."""
-    results = json.loads((run / "results.json").read_text())
+    adopted left out, as the row's command no longer needs them), or the artifact's `zoo.command`. `record`: the
+    run as the row rules read it, where the caller has it."""
     if (results.get("zoo") or {}).get("command"):
         return str(results["zoo"]["command"])
-    overrides = hydra_overrides(run)
-    if overrides is None:
+    record = RunRecord.read(run, run_recipe(run, results)) if record is None else record
+    if record.overrides is None:
         return results.get("command")
-    adopted = set(adopted_overrides(run, run_recipe(run)))
-    return " ".join(["cnnbench train", *(_quote(o) for o in overrides if o not in adopted)])
+    adopted = set(adopted_overrides(record))
+    return " ".join(["cnnbench train", *(_quote(o) for o in record.overrides if o not in adopted)])
 
 
 def _quote(override: str) -> str:
     return f"'{override}'" if re.search(r"[\s\[\]{}*?'\"$,]", override) else override
 
 
-def run_recipe(run: Path) -> str | None:
+def _results(run: Path) -> dict[str, Any]:
+    return json.loads((run / "results.json").read_text())
+
+
+def run_recipe(run: Path, results: dict[str, Any] | None = None) -> str | None:
     """The zoo recipe a run trained: the artifact's `zoo.recipe`, else its `experiment=` override."""
-    results = json.loads((run / "results.json").read_text())
+    results = _results(run) if results is None else results
     if (results.get("zoo") or {}).get("recipe"):
         return str(results["zoo"]["recipe"])
     for o in hydra_overrides(run) or []:
@@ -81,10 +85,9 @@ def run_recipe(run: Path) -> str | None:
     return None
 
 
-def network_profile(run: Path) -> dict[str, Any] | None:
+def network_profile(run: Path, results: dict[str, Any]) -> dict[str, Any] | None:
     """Parameters and MACs of the network as the run trained it, built on the meta device from the run's
     composed config (.hydra/config.yaml: model kwargs, input size, channels, classes); an artifact carries it."""
-    results = json.loads((run / "results.json").read_text())
     if (results.get("zoo") or {}).get("profile"):
         return dict(results["zoo"]["profile"])
     config = run / ".hydra" / "config.yaml"
@@ -126,12 +129,13 @@ def cpu_class(machine: dict[str, Any] | None) -> str:
     return f"{machine.get('cpu_model', '?')}, {machine.get('cpu_cores', '?')} cores{used}, {flags}"
 
 
-def summarize_zoo_run(run: Path) -> dict[str, Any] | None:
-    """One run's row inputs; None for a run that is not a zoo recipe's."""
-    recipe = run_recipe(run)
+def summarize_zoo_run(run: Path, record: RunRecord | None = None) -> dict[str, Any] | None:
+    """One run's row inputs (`record`: the run as the row rules read it, where the caller has it); None for a run
+    that is not a zoo recipe's."""
+    results = _results(run)
+    recipe = run_recipe(run, results)
     if recipe is None:
         return None
-    results = json.loads((run / "results.json").read_text())
     acc = results.get("test/acc1")
     return {"recipe": recipe, "model": results.get("model"), "seed": results.get("seed"),
             "test_acc1": float(acc) if acc is not None and acc == acc else None,  # NaN: never tested
@@ -139,8 +143,8 @@ def summarize_zoo_run(run: Path) -> dict[str, Any] | None:
             "steps": results.get("steps"), "wall_s": results.get("wall_s"),
             "resumed": results.get("resumed_from") is not None,
             "stopped": results.get("stopped"), "precision": (results.get("hardware") or {}).get("precision"),
-            "machine": cpu_class(results.get("machine")), "command": run_command(run),
-            "profile": network_profile(run), "artifact": "zoo" in results, "run_dir": str(run)}
+            "machine": cpu_class(results.get("machine")), "command": run_command(run, results, record),
+            "profile": network_profile(run, results), "artifact": "zoo" in results, "run_dir": str(run)}
 
 
 def _si(v: float | None) -> str:
@@ -292,13 +296,14 @@ def trim(value: Any, pattern: re.Pattern) -> Any:
     return value
 
 
-def copy_artifact(run: Path, dst_root: Path, roots: list[str] = ()) -> Path:
+def copy_artifact(run: Path, dst_root: Path, roots: list[str] = (), row: dict[str, Any] | None = None) -> Path:
     """Copy a finished zoo run's results.json and metrics.csv into `dst_root/<recipe>/seed<seed>/`, with the
     machine's path prefixes (`roots`, $HOME, the temporary directory) replaced by "…" and the row's recipe,
-    command and network profile added under `zoo`. Returns the artifact folder."""
+    command and network profile (`row`, summarize_zoo_run's, where the caller has it) added under `zoo`. Returns
+    the artifact folder."""
     from cnnbench.errors import UserError
 
-    row = summarize_zoo_run(run)
+    row = summarize_zoo_run(run) if row is None else row
     if row is None:
         raise UserError(f"run {run} is not a zoo run (no experiment=zoo_<model> in .hydra/overrides.yaml)")
     if row["test_acc1"] is None:
@@ -317,18 +322,18 @@ def copy_artifact(run: Path, dst_root: Path, roots: list[str] = ()) -> Path:
 
 def _filter_rows(runs: list[Path]) -> list[dict[str, Any]]:
     """The rows of the runs that ran a recipe as written (the others are named and left out)."""
-    kept = []
+    rows = []
     for run in runs:
-        recipe = run_recipe(run)
-        changed = not_a_row(run, recipe)
-        edited = [] if changed else recipe_edited(run, recipe)
+        record = RunRecord.read(run, run_recipe(run))
+        changed = not_a_row(record)
+        edited = [] if changed else recipe_edited(record)
         if changed or edited:
             why = f"it changes the row ({' '.join(changed)})" if changed else \
                 f"its recipe file has changed since it ran ({'; '.join(edited)})"
             print(f"cnnbench analyze: zoo: {run} left out: {why}", flush=True)
-        else:
-            kept.append(run)
-    return [r for r in (summarize_zoo_run(run) for run in kept) if r is not None]
+        elif (row := summarize_zoo_run(run, record)) is not None:
+            rows.append(row)
+    return rows
 
 
 def _from_artifacts(rows: list[dict[str, Any]], target: Path, roots: list[str]) -> list[dict[str, Any]]:
@@ -336,7 +341,7 @@ def _from_artifacts(rows: list[dict[str, Any]], target: Path, roots: list[str]) 
     their row): the committed artifacts are the table's source."""
     for r in rows:
         if r["test_acc1"] is not None and not r["artifact"]:
-            print(f"cnnbench analyze: zoo: {r['run_dir']} → {copy_artifact(Path(r['run_dir']), target, roots)}",
+            print(f"cnnbench analyze: zoo: {r['run_dir']} → {copy_artifact(Path(r['run_dir']), target, roots, r)}",
                   flush=True)
     kept = [r for r in rows if r["test_acc1"] is None and not r["artifact"]]
     return kept + [r for r in (summarize_zoo_run(p.parent) for p in sorted(target.glob("*/seed*/results.json")))

@@ -2,6 +2,7 @@
 run-control overrides; a smoke run, a trial or a run of a recipe file edited since is left out of the table."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from cnnbench.analysis.runs import canonical, flat_config, flatten, hydra_overrides
@@ -20,27 +21,39 @@ def _is_row_key(key: str) -> bool:
     return key in ROW_KEYS or key.startswith(ROW_PREFIXES)
 
 
-def not_a_row(run: Path, recipe: str | None = None) -> list[str]:
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as the row rules read it, each file once: its overrides as typed (.hydra/overrides.yaml; None for
+    an artifact, which has no `.hydra/`), its composed config flattened (.hydra/config.yaml; None without it) and
+    the values its recipe file sets now (`experiment/<recipe>.yaml` as Hydra finds it; its defaults list and
+    interpolations left out)."""
+
+    overrides: tuple[str, ...] | None
+    ran: dict[str, str] | None
+    written: dict[str, str]
+
+    @classmethod
+    def read(cls, run: Path, recipe: str | None) -> RunRecord:
+        overrides = hydra_overrides(run)
+        written = _written_values(recipe)
+        return cls(None if overrides is None else tuple(overrides), flat_config(run) if written else None, written)
+
+
+def not_a_row(record: RunRecord) -> list[str]:
     """The run's overrides that keep it out of the table (a smoke run on a subset, a shortened run, a trial). An
     override of a value the recipe file now sets to what the run ran with (`trainer.max_epochs=40` where the file
     has since adopted 40) does not: the row's command composes the same config."""
-    adopted = set(adopted_overrides(run, recipe))
-    return [o for o in hydra_overrides(run) or []
-            if not _is_row_key(override_key(o)) and o not in adopted]
+    adopted = set(adopted_overrides(record))
+    return [o for o in record.overrides or () if not _is_row_key(override_key(o)) and o not in adopted]
 
 
-def adopted_overrides(run: Path, recipe: str | None) -> list[str]:
+def adopted_overrides(record: RunRecord) -> list[str]:
     """The run's overrides of keys the recipe file sets, where the file's value is now the value the run ran with."""
-    written = _written_values(recipe)
-    ran = flat_config(run) if written else None
-    if not ran:
+    if not record.ran:
         return []
-    adopted = []
-    for override in hydra_overrides(run) or []:
-        key = override_key(override)
-        if key in written and canonical(ran.get(key, "<missing>")) == canonical(written[key]):
-            adopted.append(override)
-    return adopted
+    return [o for o in record.overrides or ()
+            if (key := override_key(o)) in record.written
+            and canonical(record.ran.get(key, "<missing>")) == canonical(record.written[key])]
 
 
 def _written_values(recipe: str | None) -> dict[str, str]:
@@ -58,19 +71,12 @@ def _written_values(recipe: str | None) -> dict[str, str]:
             if "${" not in value}
 
 
-def recipe_edited(run: Path, recipe: str | None) -> list[str]:
-    """The values the recipe file (`experiment/<recipe>.yaml`, as Hydra finds it now) sets that differ from the
-    run's composed config (.hydra/config.yaml): a run of a recipe edited since — say 11 epochs where the file now
-    has 10 — is not the row as written. Values the file takes from the groups it composes are not compared."""
-    written = _written_values(recipe)
-    ran = flat_config(run) if written else None
-    if ran is None:
+def recipe_edited(record: RunRecord) -> list[str]:
+    """The values the recipe file sets that differ from the run's composed config: a run of a recipe edited
+    since — say 11 epochs where the file now has 10 — is not the row as written. Values the file takes from the
+    groups it composes are not compared."""
+    if record.ran is None:
         return []
-    edited = []
-    for key, value in written.items():
-        if _is_row_key(key):
-            continue
-        then = ran.get(key, "<missing>")
-        if canonical(then) != canonical(value):
-            edited.append(f"{key}: {then} in the run, {value} in the file")
-    return edited
+    return [f"{key}: {record.ran.get(key, '<missing>')} in the run, {value} in the file"
+            for key, value in record.written.items()
+            if not _is_row_key(key) and canonical(record.ran.get(key, "<missing>")) != canonical(value)]
