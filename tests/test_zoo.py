@@ -1,6 +1,7 @@
 """The model zoo (docs/zoo.md): every `experiment=zoo_<model>` recipe composes on Fashion-MNIST with the network it
 names, keeps its paper recipe's optimiser numbers and schedule shape, and marks every reduction with the paper's
-value; `cnnbench analyze zoo` builds the table from two tiny fake runs and copies them as trimmed artifacts."""
+value; `cnnbench analyze zoo` builds the table from two tiny fake runs and copies them as trimmed artifacts; and
+every committed artifact under docs/zoo/ names a command that composes the run it records."""
 from __future__ import annotations
 
 import json
