@@ -18,9 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.analysis.metrics import read_metrics
-from cnnbench.analysis.runs import hydra_overrides
-from cnnbench.analysis.zoo_rows import RunRecord, adopted_overrides, not_a_row, recipe_edited
-from cnnbench.overrides import split_override
+from cnnbench.analysis.zoo_rows import RECIPE_PREFIX, RunRecord, adopted_overrides, not_a_row, recipe_edited
 
 # The zalandoresearch/fashion-mnist README, section "Benchmark" (the table of submitted benchmarks), as shipped by
 # the Debian package dataset-fashion-mnist: /usr/share/doc/dataset-fashion-mnist/README.md.gz.
@@ -29,7 +27,6 @@ PUBLIC_SOURCE = ("zalandoresearch/fashion-mnist README, \"Benchmark\" "
                  "(/usr/share/doc/dataset-fashion-mnist/README.md.gz)")
 PUBLIC = {"resnet18": ("ResNet18", 0.949), "googlenet": ("GoogleNet with cross-entropy loss", 0.937),
           "vgg16": ("VGG16 26M parameters", 0.935), "alexnet": ("AlexNet with Triplet loss", 0.899)}
-RECIPE_PREFIX = "zoo_"
 NOT_RUN = "not yet run"
 
 
@@ -52,13 +49,12 @@ def zoo_recipes() -> list[str]:
     return sorted((o for o in group_options("experiment") if o.startswith(RECIPE_PREFIX)), key=_order)
 
 
-def run_command(run: Path, results: dict[str, Any], record: RunRecord | None = None) -> str | None:
+def run_command(record: RunRecord) -> str | None:
     """`cnnbench train <the run's overrides>` (Hydra's .hydra/overrides.yaml; those the recipe file has since
-    adopted left out, as the row's command no longer needs them), or the artifact's `zoo.command`. `record`: the
-    run as the row rules read it, where the caller has it."""
+    adopted left out, as the row's command no longer needs them), or the artifact's `zoo.command`."""
+    results = record.results
     if (results.get("zoo") or {}).get("command"):
         return str(results["zoo"]["command"])
-    record = RunRecord.read(run, run_recipe(run, results)) if record is None else record
     if record.overrides is None:
         return results.get("command")
     adopted = set(adopted_overrides(record))
@@ -69,28 +65,12 @@ def _quote(override: str) -> str:
     return f"'{override}'" if re.search(r"[\s\[\]{}*?'\"$,]", override) else override
 
 
-def _results(run: Path) -> dict[str, Any]:
-    return json.loads((run / "results.json").read_text())
-
-
-def run_recipe(run: Path, results: dict[str, Any] | None = None) -> str | None:
-    """The zoo recipe a run trained: the artifact's `zoo.recipe`, else its `experiment=` override."""
-    results = _results(run) if results is None else results
-    if (results.get("zoo") or {}).get("recipe"):
-        return str(results["zoo"]["recipe"])
-    for o in hydra_overrides(run) or []:
-        key, value = split_override(o)
-        if key == "experiment" and value.startswith(RECIPE_PREFIX):
-            return value
-    return None
-
-
-def network_profile(run: Path, results: dict[str, Any]) -> dict[str, Any] | None:
+def network_profile(record: RunRecord) -> dict[str, Any] | None:
     """Parameters and MACs of the network as the run trained it, built on the meta device from the run's
     composed config (.hydra/config.yaml: model kwargs, input size, channels, classes); an artifact carries it."""
-    if (results.get("zoo") or {}).get("profile"):
-        return dict(results["zoo"]["profile"])
-    config = run / ".hydra" / "config.yaml"
+    if (record.results.get("zoo") or {}).get("profile"):
+        return dict(record.results["zoo"]["profile"])
+    config = record.run / ".hydra" / "config.yaml"
     if not config.is_file():
         return None
     from omegaconf import OmegaConf
@@ -130,10 +110,10 @@ def cpu_class(machine: dict[str, Any] | None) -> str:
 
 
 def summarize_zoo_run(run: Path, record: RunRecord | None = None) -> dict[str, Any] | None:
-    """One run's row inputs (`record`: the run as the row rules read it, where the caller has it); None for a run
-    that is not a zoo recipe's."""
-    results = _results(run)
-    recipe = run_recipe(run, results)
+    """One run's row inputs (`record`: the run as read, where the caller has it); None for a run that is not a
+    zoo recipe's."""
+    record = RunRecord.read(run) if record is None else record
+    results, recipe = record.results, record.recipe
     if recipe is None:
         return None
     acc = results.get("test/acc1")
@@ -143,8 +123,8 @@ def summarize_zoo_run(run: Path, record: RunRecord | None = None) -> dict[str, A
             "steps": results.get("steps"), "wall_s": results.get("wall_s"),
             "resumed": results.get("resumed_from") is not None,
             "stopped": results.get("stopped"), "precision": (results.get("hardware") or {}).get("precision"),
-            "machine": cpu_class(results.get("machine")), "command": run_command(run, results, record),
-            "profile": network_profile(run, results), "artifact": "zoo" in results, "run_dir": str(run)}
+            "machine": cpu_class(results.get("machine")), "command": run_command(record),
+            "profile": network_profile(record), "artifact": "zoo" in results, "run_dir": str(run)}
 
 
 def _si(v: float | None) -> str:
@@ -324,7 +304,7 @@ def _filter_rows(runs: list[Path]) -> list[dict[str, Any]]:
     """The rows of the runs that ran a recipe as written (the others are named and left out)."""
     rows = []
     for run in runs:
-        record = RunRecord.read(run, run_recipe(run))
+        record = RunRecord.read(run)
         changed = not_a_row(record)
         edited = [] if changed else recipe_edited(record)
         if changed or edited:

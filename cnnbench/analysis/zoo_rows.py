@@ -2,11 +2,15 @@
 run-control overrides; a smoke run, a trial or a run of a recipe file edited since is left out of the table."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cnnbench.analysis.runs import canonical, flat_config, flatten, hydra_overrides
-from cnnbench.overrides import override_key
+from cnnbench.overrides import override_key, split_override
+
+RECIPE_PREFIX = "zoo_"
 
 # the overrides a row's run may have: which recipe and seed, where the run lives and how it resumes, VGG-16's start
 # from net A (§3.1), and settings that change where the run logs or reads, not what it trains; any other override
@@ -23,20 +27,37 @@ def _is_row_key(key: str) -> bool:
 
 @dataclass(frozen=True)
 class RunRecord:
-    """One run as the row rules read it, each file once: its overrides as typed (.hydra/overrides.yaml; None for
-    an artifact, which has no `.hydra/`), its composed config flattened (.hydra/config.yaml; None without it) and
-    the values its recipe file sets now (`experiment/<recipe>.yaml` as Hydra finds it; its defaults list and
-    interpolations left out)."""
+    """One run (a run dir, or an artifact under docs/zoo/) as the zoo reads it, each file once: its results.json,
+    its overrides as typed (.hydra/overrides.yaml; None for an artifact, which has no `.hydra/`), the zoo recipe it
+    trained (the artifact's `zoo.recipe`, else its `experiment=zoo_…` override; None for another run), its composed
+    config flattened (.hydra/config.yaml; None without it) and, where it has one, the values its recipe file sets
+    now (`experiment/<recipe>.yaml` as Hydra finds it; its defaults list and interpolations left out)."""
 
+    run: Path
+    results: dict[str, Any]
     overrides: tuple[str, ...] | None
+    recipe: str | None
     ran: dict[str, str] | None
     written: dict[str, str]
 
     @classmethod
-    def read(cls, run: Path, recipe: str | None) -> RunRecord:
+    def read(cls, run: Path) -> RunRecord:
+        results = json.loads((run / "results.json").read_text())
         overrides = hydra_overrides(run)
-        written = _written_values(recipe)
-        return cls(None if overrides is None else tuple(overrides), flat_config(run) if written else None, written)
+        recipe = _recipe(results, overrides)
+        ran = flat_config(run)
+        written = _written_values(recipe) if ran is not None else {}
+        return cls(run, results, None if overrides is None else tuple(overrides), recipe, ran, written)
+
+
+def _recipe(results: dict[str, Any], overrides: list[str] | None) -> str | None:
+    if (results.get("zoo") or {}).get("recipe"):
+        return str(results["zoo"]["recipe"])
+    for o in overrides or []:
+        key, value = split_override(o)
+        if key == "experiment" and value.startswith(RECIPE_PREFIX):
+            return value
+    return None
 
 
 def not_a_row(record: RunRecord) -> list[str]:
