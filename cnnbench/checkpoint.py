@@ -133,6 +133,22 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         _fsync_dir(path.parent)
 
 
+def remove_unfinished_writes(run_dir: Path) -> list[Path]:
+    """Delete the temporary files of checkpoint writes that never finished (`.<name>.ckpt.<random>.tmp` in
+    checkpoints/: a job killed while `AtomicCheckpointIO` wrote, e.g. by SIGKILL, cannot remove its own) and
+    return them. Only for the job that holds the run dir's lock, before its first write: nothing else can be
+    writing them then. The finished checkpoints are never touched."""
+    removed = []
+    for tmp in sorted((Path(run_dir) / "checkpoints").glob(".*.ckpt.*.tmp")):
+        if tmp.is_file():
+            size = tmp.stat().st_size
+            tmp.unlink()
+            removed.append(tmp)
+            log.info("removed %s (%.0f MB), the temporary file of a checkpoint write that never finished",
+                     tmp, size / 1e6)
+    return removed
+
+
 # -- which checkpoint `resume=auto` picks ------------------------------------------------------------
 def candidate_checkpoints(run_dir: Path) -> list[Path]:
     """Checkpoints a run dir holds, newest first: checkpoints/*.ckpt and Lightning's SLURM

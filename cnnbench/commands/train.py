@@ -9,7 +9,13 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig
 
-from cnnbench.checkpoint import check_compatible, load_checkpoint, record_of, resume_checkpoint
+from cnnbench.checkpoint import (
+    check_compatible,
+    load_checkpoint,
+    record_of,
+    remove_unfinished_writes,
+    resume_checkpoint,
+)
 from cnnbench.hardware import (
     busy_cpu_note,
     check_devices,
@@ -93,13 +99,16 @@ def _train(cfg: DictConfig, run_dir: Path, start: float, callbacks: list | None)
 
 
 def _prepare(cfg: DictConfig, run_dir: Path, dm, module) -> str | None:
-    """Fine-tuning weights (`init_from=`), the checked checkpoint to resume from, and a run dir that can
-    hold a checkpoint (an unwritable or full run dir is reported now, not at the first checkpoint)."""
+    """Fine-tuning weights (`init_from=`), the checked checkpoint to resume from, no temporary file of a killed
+    job's checkpoint write, and a run dir that can hold a checkpoint (an unwritable or full run dir is reported
+    now, not at the first checkpoint)."""
     apply_init_from(resolve_init_from(cfg), module)  # a run dir → its best checkpoint
     ckpt_path = resume_checkpoint(cfg.get("ckpt_path"), cfg.get("resume"), run_dir)  # resume: null | auto
     if ckpt_path:
         record = record_of(load_checkpoint(ckpt_path), ckpt_path)  # refuses non-weights_only files
         check_compatible(record, ckpt_path, cfg.model.name, dm.num_classes)
+    if is_rank_zero():                                         # it holds the run dir's lock
+        remove_unfinished_writes(run_dir)                      # a killed job's half-written checkpoint
     check_run_dir(run_dir, estimate_checkpoint_bytes(module))
     return ckpt_path
 

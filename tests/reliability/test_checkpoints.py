@@ -14,6 +14,7 @@ from cnnbench.checkpoint import (
     candidate_checkpoints,
     load_checkpoint,
     newest_loadable_checkpoint,
+    remove_unfinished_writes,
 )
 from tests.helpers import FAST, compose_cfg
 
@@ -65,6 +66,25 @@ def test_resume_auto_skips_a_damaged_newest_checkpoint(tmp_path):
     assert [p.name for p in candidate_checkpoints(tmp_path)] == ["last.ckpt", "step00000001.ckpt"]
     assert newest_loadable_checkpoint(tmp_path) == str(ckpts / "step00000001.ckpt")
     assert newest_loadable_checkpoint(tmp_path / "nothing-here") is None
+
+
+def test_the_temporary_file_of_a_killed_write_is_removed_and_nothing_else(tmp_path):
+    """SIGKILL during `AtomicCheckpointIO.save_checkpoint` leaves `.<name>.<random>.tmp` (a few hundred MB for a
+    zoo row); the next job in the run dir deletes it, and only it."""
+    ckpts = tmp_path / "checkpoints"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint(_state(1.0), ckpts / "last.ckpt")
+    io.save_checkpoint(_state(1.0), ckpts / "step00000200.ckpt")
+    (ckpts / ".step00000400.ckpt.ij8_y23k.tmp").write_bytes(b"half a checkpoint")
+    (ckpts / ".last.ckpt.x1y2.tmp").write_bytes(b"half a checkpoint")
+    (ckpts / "notes.tmp").write_text("not ours")           # not the writer's pattern
+    (tmp_path / ".last.ckpt.x1y2.tmp").write_text("not in checkpoints/")
+    removed = remove_unfinished_writes(tmp_path)
+    assert sorted(p.name for p in removed) == [".last.ckpt.x1y2.tmp", ".step00000400.ckpt.ij8_y23k.tmp"]
+    assert sorted(p.name for p in ckpts.iterdir()) == ["last.ckpt", "notes.tmp", "step00000200.ckpt"]
+    assert (tmp_path / ".last.ckpt.x1y2.tmp").exists()
+    assert load_checkpoint(ckpts / "last.ckpt")["global_step"] == 1
+    assert remove_unfinished_writes(tmp_path / "no-run-here") == []
 
 
 @pytest.mark.slow

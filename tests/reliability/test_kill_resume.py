@@ -40,9 +40,13 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, straight,
     mid = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     assert (mid["epoch"], mid["global_step"]) == (epoch, kill_step - 1)  # the resume point
     assert mid["ImageDataModule"] == {"epoch": epoch, "batches": batches}
+    # a kill during a checkpoint write leaves the atomic writer's temporary file: the resumed job removes it
+    unfinished = tmp_path / "checkpoints" / f".step{kill_step + 3:08d}.ckpt.k1lled.tmp"
+    unfinished.write_bytes(b"half a checkpoint")
 
     resumed = cli(args + ["resume=auto"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert not unfinished.exists()
     # Lightning's "dataloader is not resumable" would be false here: the data module's sampler resumes
     assert "not resumable" not in resumed.stdout + resumed.stderr
     a, b = results(straight), results(tmp_path)
