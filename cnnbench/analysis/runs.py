@@ -106,10 +106,17 @@ def recorded_overrides(run: Path) -> dict[str, str] | None:
     return {k: v for k, v in out.items() if _is_setting(k, v)}
 
 
+def composed_config(run: Path) -> dict | None:
+    """The run's composed config (.hydra/config.yaml) as nested containers, interpolations unresolved; None
+    without the file (or with a damaged one)."""
+    config = _load_yaml(run / ".hydra" / "config.yaml")
+    return config if isinstance(config, dict) else None
+
+
 def flat_config(run: Path) -> dict[str, str] | None:
     """The run's composed config (.hydra/config.yaml) as dotted key → value; None without the file."""
-    config = _load_yaml(run / ".hydra" / "config.yaml")
-    return flatten(config) if isinstance(config, dict) else None
+    config = composed_config(run)
+    return flatten(config) if config is not None else None
 
 
 def flatten(config: dict) -> dict[str, str]:

@@ -67,11 +67,11 @@ def _quote(override: str) -> str:
 
 def network_profile(record: RunRecord) -> dict[str, Any] | None:
     """Parameters and MACs of the network as the run trained it, built on the meta device from the run's
-    composed config (.hydra/config.yaml: model kwargs, input size, channels, classes); an artifact carries it."""
+    composed config (the record's .hydra/config.yaml: model kwargs, input size, channels, classes); an artifact
+    carries it."""
     if (record.results.get("zoo") or {}).get("profile"):
         return dict(record.results["zoo"]["profile"])
-    config = record.run / ".hydra" / "config.yaml"
-    if not config.is_file():
+    if record.config is None:
         return None
     from omegaconf import OmegaConf
 
@@ -80,7 +80,7 @@ def network_profile(record: RunRecord) -> dict[str, Any] | None:
     from cnnbench.profiling import build_on_meta, count_macs, count_params
     from cnnbench.training.module import model_kwargs
 
-    cfg = OmegaConf.load(config)
+    cfg = OmegaConf.create(record.config)
     kwargs = model_kwargs(OmegaConf.to_container(cfg.model, resolve=False))
     name = str(cfg.model.name)
     size = cfg.data.get("image_size")

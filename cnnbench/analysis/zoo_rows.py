@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnbench.analysis.runs import canonical, flat_config, flatten, hydra_overrides
+from cnnbench.analysis.runs import canonical, composed_config, flatten, hydra_overrides
 from cnnbench.overrides import override_key, split_override
 
 RECIPE_PREFIX = "zoo_"
@@ -30,13 +30,15 @@ class RunRecord:
     """One run (a run dir, or an artifact under docs/zoo/) as the zoo reads it, each file once: its results.json,
     its overrides as typed (.hydra/overrides.yaml; None for an artifact, which has no `.hydra/`), the zoo recipe it
     trained (the artifact's `zoo.recipe`, else its `experiment=zoo_…` override; None for another run), its composed
-    config flattened (.hydra/config.yaml; None without it) and, where it has one, the values its recipe file sets
-    now (`experiment/<recipe>.yaml` as Hydra finds it; its defaults list and interpolations left out)."""
+    config (.hydra/config.yaml; None without it) nested (`config`, for its network) and flattened (`ran`, for the
+    row rules) and, where it has one, the values its recipe file sets now (`experiment/<recipe>.yaml` as Hydra
+    finds it; its defaults list and interpolations left out)."""
 
     run: Path
     results: dict[str, Any]
     overrides: tuple[str, ...] | None
     recipe: str | None
+    config: dict[str, Any] | None
     ran: dict[str, str] | None
     written: dict[str, str]
 
@@ -45,9 +47,10 @@ class RunRecord:
         results = json.loads((run / "results.json").read_text())
         overrides = hydra_overrides(run)
         recipe = _recipe(results, overrides)
-        ran = flat_config(run)
+        config = composed_config(run)
+        ran = flatten(config) if config is not None else None
         written = _written_values(recipe) if ran is not None else {}
-        return cls(run, results, None if overrides is None else tuple(overrides), recipe, ran, written)
+        return cls(run, results, None if overrides is None else tuple(overrides), recipe, config, ran, written)
 
 
 def _recipe(results: dict[str, Any], overrides: list[str] | None) -> str | None:
