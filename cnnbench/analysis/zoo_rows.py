@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,7 @@ class RunRecord:
     """One run (a run dir, or an artifact under docs/zoo/) as the zoo reads it, each file once: its results.json,
     its overrides as typed (.hydra/overrides.yaml; None for an artifact, which has no `.hydra/`), the zoo recipe it
     trained (the artifact's `zoo.recipe`, else its `experiment=zoo_…` override; None for another run), its composed
-    config (.hydra/config.yaml; None without it) nested (`config`, for its network) and flattened (`ran`, for the
-    row rules) and, where it has one, the values its recipe file sets now (`experiment/<recipe>.yaml` as Hydra
+    config (.hydra/config.yaml; None without it; `ran` flattens it for the row rules) and, where it has one, the values its recipe file sets now (`experiment/<recipe>.yaml` as Hydra
     finds it; its defaults list and interpolations left out)."""
 
     run: Path
@@ -39,8 +39,11 @@ class RunRecord:
     overrides: tuple[str, ...] | None
     recipe: str | None
     config: dict[str, Any] | None
-    ran: dict[str, str] | None
     written: dict[str, str]
+
+    @cached_property
+    def ran(self) -> dict[str, str] | None:
+        return flatten(self.config) if self.config is not None else None
 
     @classmethod
     def read(cls, run: Path) -> RunRecord:
@@ -48,9 +51,8 @@ class RunRecord:
         overrides = hydra_overrides(run)
         recipe = _recipe(results, overrides)
         config = composed_config(run)
-        ran = flatten(config) if config is not None else None
-        written = _written_values(recipe) if ran is not None else {}
-        return cls(run, results, None if overrides is None else tuple(overrides), recipe, config, ran, written)
+        written = _written_values(recipe) if config is not None else {}
+        return cls(run, results, None if overrides is None else tuple(overrides), recipe, config, written)
 
 
 def _recipe(results: dict[str, Any], overrides: list[str] | None) -> str | None:
